@@ -1,0 +1,47 @@
+"""The command-line entry point: `python -m lossbench <command> [args]`.
+
+    python -m lossbench --help
+
+Each command lives in its own module with a `main(argv) -> int`; they are
+imported only when chosen, so `--help` stays fast. `sweep` is a Hydra app and
+takes Hydra overrides; the others take ordinary flags.
+"""
+
+import importlib
+import sys
+
+from lossbench.errors import UserError
+
+# name -> (module, one-line description)
+COMMANDS = {
+    "sweep": ("lossbench.sweep", "train (pair x learning rate x seed) grids as batched ensembles; Hydra overrides"),
+    "analyze": ("lossbench.analysis", "summary tables with confidence intervals and plots from sweep CSVs"),
+    "gradcheck": ("lossbench.gradcheck", "check every pair's hand-derived delta and the literature's claims"),
+    "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
+    "toy": ("lossbench.toy", "the book's single-neuron learning slowdown (ch. 3)"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m lossbench <command> [args]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "`python -m lossbench <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
