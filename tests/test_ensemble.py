@@ -1,0 +1,199 @@
+"""The ensemble trainer against the book's algorithm, per-example NumPy, and against itself.
+
+    python -m pytest tests/test_ensemble.py
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from lossbench.data import Split
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, init_params
+from lossbench.pairs import PAIRS
+from lossbench.reference import sgd_epoch
+
+F64 = torch.float64
+
+
+def synthetic_split(n_train: int, n_eval: int = 100, seed: int = 0, dtype=F64) -> Split:
+    """Images with MNIST's shape and range, labels that a linear map can partly learn."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + 2 * n_eval
+    x = torch.rand(n, 784, generator=g, dtype=dtype)
+    y = (x[:, :10] * torch.arange(1, 11, dtype=dtype)).argmax(1)
+    return Split("synthetic", x[:n_train], y[:n_train], x[n_train:n_train + n_eval], y[n_train:n_train + n_eval],
+                 x[n_train + n_eval:], y[n_train + n_eval:])
+
+
+def reference_run(spec: RunSpec, cfg: TrainConfig, data: Split, epochs: int):
+    """The same run in per-example NumPy: same initial weights, same batch order (the RNG protocol)."""
+    g = torch.Generator().manual_seed(spec.seed)
+    params = init_params(spec.seed, cfg.sizes, cfg.init, g)
+    weights = [w.numpy() for w, _ in params]
+    biases = [b.numpy()[0] for _, b in params]
+    x, y = data.train_x.double().numpy(), np.eye(cfg.sizes[-1])[data.train_y.numpy()]
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g).numpy()
+        weights, biases = sgd_epoch(weights, biases, x, y, order, cfg.batch_size, spec.lr, spec.pair, cfg.l2)
+    return weights, biases
+
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+@pytest.mark.parametrize("sizes,init,l2", [((784, 30, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
+def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
+    """2 epochs on 500 examples, float64: every weight within 1e-9 of the book's per-example algorithm."""
+    data = synthetic_split(500)
+    cfg = TrainConfig(sizes=sizes, init=init, batch_size=10, l2=l2, dtype=F64)
+    # Two seeds x two learning rates: exercises the seed groups that share the first layer. Linear
+    # outputs are unbounded: at eta = 0.5 they diverge, and rounding differences grow without bound.
+    lrs = (0.01, 0.001) if pair == "linear_mse" else (0.5, 0.05)
+    specs = [RunSpec(pair, lr, seed) for lr in lrs for seed in (3, 4)]
+    ens = Ensemble(specs, cfg, data)
+    assert ens.G == 2
+    for _ in range(2):
+        ens.train_epoch()
+    for m, spec in enumerate(specs):
+        weights, biases = reference_run(spec, cfg, data, epochs=2)
+        for (w, b), w_ref, b_ref in zip(ens.params(), weights, biases):
+            np.testing.assert_allclose(w[m].numpy(), w_ref, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(b[m, 0].numpy(), b_ref, rtol=0, atol=1e-9)
+
+
+def test_last_partial_batch_follows_the_book():
+    """n = 503 with m = 10: the last mini-batch has 3 examples and is averaged over 3, as in network.py."""
+    data = synthetic_split(503)
+    cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
+    spec = RunSpec("sigmoid_ce", 0.5, 7)
+    ens = Ensemble([spec], cfg, data)
+    ens.train_epoch()
+    weights, _ = reference_run(spec, cfg, data, epochs=1)
+    for (w, _), w_ref in zip(ens.params(), weights):
+        np.testing.assert_allclose(w[0].numpy(), w_ref, rtol=0, atol=1e-9)
+
+
+def test_model_in_ensemble_of_160_equals_model_alone():
+    """Model m's numbers depend only on its own spec: at most 1e-10 apart in float64."""
+    data = synthetic_split(200, n_eval=50)
+    cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
+    specs = [RunSpec("sigmoid_mse", lr, seed) for lr in (0.5, 1.0, 2.0, 3.0) for seed in range(40)]
+    ens = Ensemble(specs, cfg, data)
+    runs = [ens.train_epoch() for _ in range(2)]
+    for m in (0, 57, 159):
+        alone = Ensemble([specs[m]], cfg, data)
+        runs_alone = [alone.train_epoch() for _ in range(2)]
+        for metrics, metrics_alone in zip(runs, runs_alone):
+            for key, value in metrics_alone.items():
+                np.testing.assert_allclose(metrics[key][m], value[0], rtol=0, atol=1e-10, err_msg=key)
+        for (w, b), (w1, b1) in zip(ens.params(), alone.params()):
+            np.testing.assert_allclose(w[m].numpy(), w1[0].numpy(), rtol=0, atol=1e-10)
+            np.testing.assert_allclose(b[m].numpy(), b1[0].numpy(), rtol=0, atol=1e-10)
+
+
+def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
+    data = synthetic_split(300)
+    cfg = TrainConfig(sizes=(784, 10, 10), batch_size=10, dtype=torch.float32)
+    good = [RunSpec("linear_mse", 0.01, 1), RunSpec("linear_mse", 0.02, 2)]
+    with_bad = Ensemble(good + [RunSpec("linear_mse", 1e6, 3)], cfg, data)
+    with_sane = Ensemble(good + [RunSpec("linear_mse", 0.03, 3)], cfg, data)
+    for epoch in range(1, 4):
+        bad_metrics, sane_metrics = with_bad.train_epoch(), with_sane.train_epoch()
+        for key in sane_metrics:
+            np.testing.assert_array_equal(bad_metrics[key][:2], sane_metrics[key][:2], err_msg=key)
+            assert np.isnan(bad_metrics[key][2]), key
+    assert with_bad.diverged_epoch.tolist() == [0, 0, 1]
+    assert with_sane.diverged_epoch.tolist() == [0, 0, 0]
+    for (w, _), (w_sane, _) in zip(with_bad.params(), with_sane.params()):
+        assert torch.equal(w[:2], w_sane[:2])
+
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_gradient_norm_metrics_equal_autograd_through_the_custom_function(pair):
+    """With one mini-batch per epoch, grad_b/grad_w are the norms of the gradient of the batch-mean cost,
+    which autograd computes here through the pair's custom Function (so from its hand-derived backward)."""
+    data = synthetic_split(10)
+    cfg = TrainConfig(sizes=(784, 8, 6, 10), init="default", batch_size=10, dtype=F64)
+    spec = RunSpec(pair, 0.1, 5)
+    params = [(w.requires_grad_(), b.requires_grad_()) for w, b in init_params(spec.seed, cfg.sizes, cfg.init)]
+    a = data.train_x
+    for w, b in params[:-1]:
+        a = torch.sigmoid(a @ w + b)
+    z = a @ params[-1][0] + params[-1][1]
+    y = torch.nn.functional.one_hot(data.train_y, 10).to(F64)
+    cost = PAIRS[pair].per_example_cost(z, y).mean()
+    grads = torch.autograd.grad(cost, [t for wb in params for t in wb])
+    metrics = Ensemble([spec], cfg, data).train_epoch()
+    for l in range(3):
+        assert metrics[f"grad_w{l + 1}"][0] == pytest.approx(grads[2 * l].norm().item(), rel=1e-10)
+        assert metrics[f"grad_b{l + 1}"][0] == pytest.approx(grads[2 * l + 1].norm().item(), rel=1e-10)
+    assert metrics["train_cost"][0] == pytest.approx(cost.item(), rel=1e-12)
+
+
+def test_evaluation_metrics_match_a_direct_computation():
+    data = synthetic_split(100, n_eval=300)
+    cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
+    spec = RunSpec("sigmoid_mse", 3.0, 11)
+    ens = Ensemble([spec, RunSpec("sigmoid_mse", 0.3, 12)], cfg, data)
+    metrics = ens.train_epoch()
+    (w1, b1), (w2, b2) = ens.params()
+    z = torch.sigmoid(data.test_x @ w1[0] + b1[0]) @ w2[0] + b2[0]
+    y = torch.nn.functional.one_hot(data.test_y, 10).to(F64)
+    assert metrics["test_acc"][0] == (z.argmax(1) == data.test_y).double().mean().item()
+    assert metrics["test_cost"][0] == pytest.approx(PAIRS["sigmoid_mse"].cost_fn(z, y).mean().item(), rel=1e-12)
+    sat = (torch.sigmoid(z) * torch.sigmoid(-z) < 0.01).double().mean().item()
+    assert metrics["test_saturated"][0] == pytest.approx(sat, rel=1e-12)
+    assert np.isnan(Ensemble([RunSpec("softmax_nll", 0.1, 1)], cfg, data).evaluate()["test_saturated"][0])
+
+
+def test_epoch_zero_row_has_eval_metrics_only():
+    data = synthetic_split(50)
+    metrics = Ensemble([RunSpec("sigmoid_ce", 0.5, 0)], TrainConfig(sizes=(784, 5, 10)), data).evaluate()
+    assert np.isnan(metrics["train_cost"][0]) and np.isnan(metrics["grad_b1"][0])
+    assert 0 <= metrics["test_acc"][0] <= 1 and np.isfinite(metrics["val_cost"][0])
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_numbers():
+    data = synthetic_split(200)
+    cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=torch.float32)
+    specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1, 2)]
+    straight = Ensemble(specs, cfg, data)
+    expected = [straight.train_epoch() for _ in range(3)][-1]
+    first = Ensemble(specs, cfg, data)
+    first.train_epoch()
+    state = first.state_dict()
+    resumed = Ensemble(specs, cfg, data)
+    resumed.load_state_dict(state)
+    resumed.train_epoch()
+    got = resumed.train_epoch()
+    assert resumed.epoch == 3
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    with pytest.raises(ValueError, match="different ensemble"):
+        Ensemble(specs[:2], cfg, data).load_state_dict(state)
+
+
+def test_float32_run_learns_and_spec_order_is_kept():
+    data = synthetic_split(1000, dtype=torch.float32)
+    specs = [RunSpec("sigmoid_ce", 0.5, 2), RunSpec("sigmoid_ce", 0.5, 1), RunSpec("sigmoid_ce", 1e-9, 2)]
+    ens = Ensemble(specs, TrainConfig(sizes=(784, 20, 10)), data)
+    before = ens.evaluate()["val_acc"]
+    after = [ens.train_epoch() for _ in range(3)][-1]["val_acc"]
+    assert after[0] > before[0] + 0.1 and after[1] > before[1] + 0.1
+    assert after[2] == pytest.approx(before[2], abs=0.02)  # eta ~ 0: model 2 barely moves
+    assert before[0] == before[2]  # same seed, same initialization, whatever the order of the specs
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_agree_with_cpu():
+    """The graphed CUDA path (steps replayed from CUDA graphs) against the CPU path, float64."""
+    from lossbench import ensemble
+
+    data = synthetic_split(1200)
+    specs = [RunSpec("sigmoid_ce", lr, seed) for lr in (0.1, 0.5) for seed in (0, 1)]
+    cpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64), data)
+    gpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64, device="cuda"), data)
+    assert 1200 // 10 >= ensemble.GRAPH_STEPS // 5  # several graph replays would need GRAPH_STEPS <= 120
+    for _ in range(2):
+        m_cpu, m_gpu = cpu.train_epoch(), gpu.train_epoch()
+    for key in m_cpu:
+        np.testing.assert_allclose(m_gpu[key], m_cpu[key], rtol=1e-9, atol=1e-12, err_msg=key)
