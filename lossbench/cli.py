@@ -18,7 +18,7 @@ COMMANDS = {
     "analyze": ("lossbench.analysis", "summary tables with confidence intervals and plots from sweep CSVs"),
     "gradcheck": ("lossbench.gradcheck", "check every pair's hand-derived delta and the literature's claims"),
     "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
-    "toy": ("lossbench.toy", "the book's single-neuron learning slowdown (ch. 3)"),
+    "study": ("lossbench.studies", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients"),
 }
 
 

@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from torch.autograd.function import Function, once_differentiable
 
+from lossbench.errors import UserError
+
 Tensor = torch.Tensor
 
 
@@ -41,7 +43,10 @@ def sigmoid_mse_cost(z: Tensor, y: Tensor) -> Tensor:
 
 
 def sigmoid_mse_delta(z: Tensor, y: Tensor) -> Tensor:
-    """delta = (a - y) sigma'(z) (ch. 2 eq. BP1 for the quadratic cost; ch. 3 eq. 65)."""
+    """delta = (a - y) sigma'(z): ch. 2's BP1, delta = grad_a C * sigma'(z), with grad_a C = a - y.
+
+    Ch. 3 eq. 65 is the output-layer weight gradient a^{L-1}_k delta_j built from it.
+    """
     return (torch.sigmoid(z) - y) * sigmoid_prime(z)
 
 
@@ -49,10 +54,11 @@ def sigmoid_mse_delta(z: Tensor, y: Tensor) -> Tensor:
 def sigmoid_ce_cost(z: Tensor, y: Tensor) -> Tensor:
     """C = -sum_j [y_j ln a_j + (1 - y_j) ln(1 - a_j)] (eq. 63), a = sigma(z).
 
-    Since -ln sigma(z) = softplus(-z) and -ln(1 - sigma(z)) = softplus(z), the sum
-    is sum_j softplus(z_j) - y_j z_j, which never takes the log of 0.
+    Term by term, -ln sigma(z) = softplus(-z) and -ln(1 - sigma(z)) = softplus(z):
+    no log of 0, and, unlike the shorter softplus(z) - y z, no cancellation that
+    loses the small cost of a confidently right output.
     """
-    return (softplus(z) - y * z).sum(-1)
+    return (y * softplus(-z) + (1 - y) * softplus(z)).sum(-1)
 
 
 def sigmoid_ce_delta(z: Tensor, y: Tensor) -> Tensor:
@@ -67,13 +73,16 @@ def softmax_nll_cost(z: Tensor, y: Tensor) -> Tensor:
 
 
 def softmax_nll_delta(z: Tensor, y: Tensor) -> Tensor:
-    """delta = a - y (eq. 84; for a one-hot y, summing to 1)."""
+    """delta = a - y (eq. 84; eqs. 81-82 are the gradients built from it).
+
+    Holds when sum_j y_j = 1, as for the one-hot targets used here.
+    """
     return torch.softmax(z, dim=-1) - y
 
 
 # --- linear + quadratic ----------------------------------------------------
 def linear_mse_cost(z: Tensor, y: Tensor) -> Tensor:
-    """C = 1/2 sum_j (z_j - y_j)^2 with a = z (linear output neurons, ch. 3 problem before eq. 68)."""
+    """C = 1/2 sum_j (z_j - y_j)^2 with a = z (linear output neurons; the ch. 3 problem with eq. 68)."""
     return 0.5 * (z - y).square().sum(-1)
 
 
@@ -87,7 +96,8 @@ def _cost_function(name: str, cost: Callable, delta: Callable) -> type[Function]
 
     One factory rather than four hand-written classes: the pairs differ only in
     these two formulas. Backward is once-differentiable (delta has no hand-derived
-    second derivative here), and y, a target, gets no gradient.
+    second derivative here), and y, a target, gets no gradient. generate_vmap_rule
+    lets torch.func.vmap/grad (the documented ensembling route) go through it.
     """
 
     def forward(z: Tensor, y: Tensor) -> Tensor:
@@ -106,6 +116,7 @@ def _cost_function(name: str, cost: Callable, delta: Callable) -> type[Function]
         "forward": staticmethod(forward),
         "setup_context": staticmethod(setup_context),
         "backward": staticmethod(backward),
+        "generate_vmap_rule": True,
         "__doc__": doc,
     })
 
@@ -145,11 +156,12 @@ def _pair(name, activation, cost, delta_formula, equations, activate, cost_fn, d
 
 
 PAIRS: dict[str, Pair] = {p.name: p for p in [
-    _pair("sigmoid_mse", "sigmoid", "quadratic", "(a - y) * sigma'(z)", "ch. 1 eq. 6; ch. 3 eq. 65",
+    _pair("sigmoid_mse", "sigmoid", "quadratic", "(a - y) * sigma'(z)",
+          "ch. 1 eq. 6; ch. 2 BP1; ch. 3 eq. 65",
           torch.sigmoid, sigmoid_mse_cost, sigmoid_mse_delta),
     _pair("sigmoid_ce", "sigmoid", "cross_entropy", "a - y", "ch. 3 eq. 63, 66",
           torch.sigmoid, sigmoid_ce_cost, sigmoid_ce_delta),
-    _pair("softmax_nll", "softmax", "log_likelihood", "a - y", "ch. 3 eq. 78, 80, 84",
+    _pair("softmax_nll", "softmax", "log_likelihood", "a - y", "ch. 3 eq. 78, 80, 81, 84",
           lambda z: torch.softmax(z, dim=-1), softmax_nll_cost, softmax_nll_delta),
     _pair("linear_mse", "linear", "quadratic", "z - y", "ch. 3 eq. 68",
           lambda z: z, linear_mse_cost, linear_mse_delta),
@@ -158,8 +170,6 @@ PAIRS: dict[str, Pair] = {p.name: p for p in [
 
 def get_pair(name: str) -> Pair:
     """The registered pair called `name`; a UserError listing the valid names otherwise."""
-    from lossbench.errors import UserError
-
     if name not in PAIRS:
         raise UserError(f"unknown pair {name!r}; the pairs are: {', '.join(PAIRS)}.")
     return PAIRS[name]
