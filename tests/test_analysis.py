@@ -1,0 +1,282 @@
+"""Tests of `python -m lossbench analyze` on small hand-made sweeps with known answers.
+
+    python -m pytest tests/test_analysis.py
+"""
+
+import itertools
+import math
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossbench import analysis, cli
+from lossbench.errors import UserError
+
+CONFIG = dict(sizes="784-30-10", init="large", batch_size=10, epochs=3, l2=0.0, dataset="mnist",
+              train_size=1000, dtype="float32")
+PAIR_PARTS = {"sigmoid_mse": ("sigmoid", "quadratic"), "sigmoid_ce": ("sigmoid", "cross_entropy"),
+              "softmax_nll": ("softmax", "log_likelihood"), "linear_mse": ("linear", "quadratic")}
+
+
+def make_run(pair, lr, seed, test, val=None, diverged_at=0, out_grad=0.2, hidden_grad=0.05, **config):
+    """(runs.csv row, epochs.csv rows) of one run; `test`/`val`: accuracies of epochs 1..E.
+
+    Epoch 0 has accuracy 0.1 and no gradients; grad_b{L} = out_grad and grad_b1 = hidden_grad at every
+    trained epoch; a diverged run's accuracies are NaN from epoch `diverged_at` on.
+    """
+    config = {**CONFIG, **config, "epochs": len(test)}
+    val = test if val is None else val
+    run_id = f"{pair}_lr{lr:g}_s{seed}_{zlib.crc32(repr(sorted(config.items())).encode()):08x}"
+    if diverged_at:
+        test = [acc if epoch < diverged_at else math.nan for epoch, acc in enumerate(test, 1)]
+        val = [acc if epoch < diverged_at else math.nan for epoch, acc in enumerate(val, 1)]
+    trained = [epoch for epoch, acc in enumerate(test) if not math.isnan(acc)]  # 0-based
+    selected = max(trained, key=val.__getitem__, default=None)  # the first epoch with the best val_acc
+    peak = max(trained, key=test.__getitem__, default=None)
+    activation, cost = PAIR_PARTS[pair]
+    row = dict(run_id=run_id, pair=pair, activation=activation, cost=cost, lr=lr, seed=seed,
+               sizes=config["sizes"], init=config["init"], batch_size=config["batch_size"],
+               epochs=config["epochs"], l2=config["l2"], dataset=config["dataset"],
+               train_size=config["train_size"], status="diverged" if diverged_at else "ok",
+               diverged_epoch=diverged_at or None, peak_test_acc=math.nan if peak is None else test[peak],
+               peak_epoch=None if peak is None else peak + 1, final_test_acc=test[-1],
+               val_selected_test_acc=math.nan if selected is None else test[selected],
+               val_selected_epoch=None if selected is None else selected + 1, wall_time_s=1.0,
+               device="cpu", dtype=config["dtype"], torch_version="2.13.0")
+    depth = len(config["sizes"].split("-")) - 1
+    saturated = 0.3 if activation == "sigmoid" else math.nan
+    epochs = [dict(run_id=run_id, epoch=0, train_cost=math.nan, val_acc=0.1, val_cost=1.0, test_acc=0.1,
+                   test_cost=1.0, test_saturated=saturated,
+                   **{f"grad_{kind}{layer}": math.nan for layer in range(1, depth + 1) for kind in "bw"})]
+    for epoch, (test_acc, val_acc) in enumerate(zip(test, val), 1):
+        grads = {f"grad_{kind}{layer}": hidden_grad for layer in range(1, depth) for kind in "bw"}
+        grads |= {f"grad_b{depth}": out_grad, f"grad_w{depth}": 2 * out_grad}
+        if math.isnan(test_acc):
+            grads = dict.fromkeys(grads, math.nan)
+        epochs.append(dict(run_id=run_id, epoch=epoch, train_cost=0.5, val_acc=val_acc, val_cost=0.5,
+                           test_acc=test_acc, test_cost=0.5, test_saturated=saturated / (epoch + 1), **grads))
+    return row, epochs
+
+
+def write_sweep(directory, runs):
+    """runs.csv and epochs.csv in `directory` from make_run results."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([row for row, _ in runs]).to_csv(directory / "runs.csv", index=False)
+    pd.DataFrame([epoch for _, epochs in runs for epoch in epochs]).to_csv(directory / "epochs.csv", index=False)
+    return directory
+
+
+def summarize_dir(directory):
+    runs, epochs = analysis.load_results([directory])
+    return analysis.summarize(runs, epochs).set_index(["pair", "lr"])
+
+
+def test_mean_std_and_t_interval_match_hand_computation(tmp_path):
+    # peaks 0.90, 0.92, 0.94: mean 0.92, sd 0.02, half-width t_{0.975,2} * sd / sqrt(3) = 4.302653 * 0.011547 = 0.049683
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, seed, [0.8, peak, peak - 0.01])
+                           for seed, peak in enumerate([0.90, 0.92, 0.94])])
+    cell = summarize_dir(tmp_path).loc[("sigmoid_ce", 0.5)]
+    assert cell["seeds"] == 3 and cell["diverged"] == 0 and cell["n"] == 3
+    assert cell["peak_mean"] == pytest.approx(0.92)
+    assert cell["peak_std"] == pytest.approx(0.02)
+    assert cell["peak_ci95"] == pytest.approx(0.049683, abs=1e-6)
+    assert cell["final_mean"] == pytest.approx(0.91)
+    assert cell["final_ci95"] == pytest.approx(0.049683, abs=1e-6)
+
+
+def test_epochs_to_threshold_counts_runs_that_reach_it(tmp_path):
+    write_sweep(tmp_path, [make_run("softmax_nll", 0.1, 0, [0.85, 0.91, 0.96]),
+                           make_run("softmax_nll", 0.1, 1, [0.92, 0.93, 0.94])])
+    cell = summarize_dir(tmp_path).loc[("softmax_nll", 0.1)]
+    assert (cell["reach90_n"], cell["reach90_epochs_mean"]) == (2, 1.5)
+    assert (cell["reach95_n"], cell["reach95_epochs_mean"]) == (1, 3.0)
+
+
+def test_one_seed_has_no_interval_and_says_so(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.94])])
+    summary = analysis.summarize(*analysis.load_results([tmp_path]))
+    assert summary["n"].tolist() == [1] and summary["peak_ci95"].isna().all()
+    assert "95.00 (n=1, no CI)" in analysis.terminal_summary(summary)
+
+
+def test_diverged_runs_are_counted_and_excluded(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, 0, [0.9, 0.93, 0.94]),
+                           make_run("sigmoid_mse", 3.0, 1, [0.9, 0.95, 0.96]),
+                           make_run("sigmoid_mse", 3.0, 2, [0.99, 0.99, 0.99], diverged_at=2),
+                           make_run("sigmoid_mse", 30.0, 0, [0.5, 0.6, 0.7], diverged_at=1)])
+    summary = summarize_dir(tmp_path)
+    cell = summary.loc[("sigmoid_mse", 3.0)]
+    assert (cell["seeds"], cell["diverged"], cell["n"]) == (3, 1, 2)
+    assert cell["peak_mean"] == pytest.approx(0.95)
+    gone = summary.loc[("sigmoid_mse", 30.0)]
+    assert (gone["seeds"], gone["diverged"], gone["n"]) == (1, 1, 0) and math.isnan(gone["peak_mean"])
+    assert "all diverged" in analysis.terminal_summary(summary.reset_index())
+
+
+def test_best_lr_uses_validation_not_test_and_avoids_diverging_lrs(tmp_path):
+    write_sweep(tmp_path, [
+        # lr 0.1: better test accuracy, worse validation accuracy
+        make_run("sigmoid_ce", 0.1, 0, test=[0.90, 0.97, 0.97], val=[0.90, 0.94, 0.94]),
+        make_run("sigmoid_ce", 0.5, 0, test=[0.90, 0.95, 0.95], val=[0.90, 0.96, 0.96]),
+        # lr 2.0: the best validation accuracy, but one of its seeds diverged
+        make_run("sigmoid_ce", 2.0, 0, test=[0.90, 0.95, 0.95], val=[0.90, 0.98, 0.98]),
+        make_run("sigmoid_ce", 2.0, 1, test=[0.90, 0.95, 0.95], diverged_at=2)])
+    summary = summarize_dir(tmp_path)
+    assert summary.index[summary["best_lr"]].tolist() == [("sigmoid_ce", 0.5)]
+    assert summary.loc[("sigmoid_ce", 0.5), "best_val_mean"] == pytest.approx(0.96)
+
+
+def test_best_lr_falls_back_to_diverging_lrs_when_all_diverge_somewhere(tmp_path):
+    write_sweep(tmp_path, [make_run("linear_mse", lr, seed, [0.8, acc, acc], diverged_at=2 if seed else 0)
+                           for lr, acc in [(0.01, 0.85), (0.1, 0.88)] for seed in (0, 1)])
+    summary = summarize_dir(tmp_path)
+    assert summary.index[summary["best_lr"]].tolist() == [("linear_mse", 0.1)]
+
+
+def test_duplicate_run_ids_across_dirs_and_nested_multirun_dirs_count_once(tmp_path):
+    first = [make_run("sigmoid_ce", 0.5, seed, [0.9, 0.92 + seed / 100, 0.91]) for seed in range(2)]
+    # seed 1 again (same run_id), with other numbers: the first directory's copy is the one kept
+    second = [make_run("sigmoid_ce", 0.5, 1, [0.9, 0.99, 0.91]), make_run("sigmoid_ce", 0.5, 2, [0.9, 0.94, 0.91])]
+    write_sweep(tmp_path / "a", first)
+    write_sweep(tmp_path / "multirun" / "2024-01-01" / "12-00-00" / "0", second[:1])
+    write_sweep(tmp_path / "multirun" / "2024-01-01" / "12-00-00" / "1", second[1:])
+    runs, epochs = analysis.load_results([tmp_path / "a", tmp_path / "multirun"])
+    assert sorted(runs["seed"]) == [0, 1, 2]
+    assert len(epochs) == 3 * 4
+    cell = analysis.summarize(runs, epochs).iloc[0]
+    assert cell["seeds"] == 3 and cell["peak_mean"] == pytest.approx(0.93)
+
+
+def test_mixed_configs_are_grouped_not_pooled(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]),
+                           make_run("sigmoid_ce", 0.5, 0, [0.9, 0.97, 0.97], sizes="784-100-10"),
+                           make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96], sizes="784-100-10", train_size=None)])
+    summary = analysis.summarize(*analysis.load_results([tmp_path]))
+    assert len(summary) == 3 and summary["seeds"].tolist() == [1, 1, 1]
+    assert summary["group"].tolist() == [
+        "784-100-10 init=large batch=10 epochs=3 l2=0 mnist train=1000 float32",
+        "784-100-10 init=large batch=10 epochs=3 l2=0 mnist train=all float32",
+        "784-30-10 init=large batch=10 epochs=3 l2=0 mnist train=1000 float32"]
+    assert summary["group_id"].tolist() == ["g1", "g2", "g3"]
+    assert summary["best_lr"].all()
+
+
+def test_slowdown_gradients_and_lr_ratio(tmp_path):
+    write_sweep(tmp_path, [
+        make_run("sigmoid_mse", 3.0, 0, [0.9, 0.95, 0.95], out_grad=0.01, hidden_grad=0.04),
+        make_run("sigmoid_mse", 3.0, 1, [0.9, 0.95, 0.95], out_grad=0.03, hidden_grad=0.04),
+        make_run("sigmoid_mse", 1.0, 0, [0.9, 0.94, 0.94]),
+        make_run("sigmoid_ce", 0.5, 0, [0.9, 0.96, 0.96], out_grad=0.3, hidden_grad=0.1),
+        make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96], out_grad=0.3, hidden_grad=0.1, diverged_at=3),
+        make_run("softmax_nll", 0.5, 0, [0.9, 0.96, 0.96], sizes="784-10")])
+    runs, epochs = analysis.load_results([tmp_path])
+    summary = analysis.summarize(runs, epochs)
+    table = analysis.slowdown(runs, epochs, summary, first_epochs=2).set_index(["pair", "lr"])
+    mse = table.loc[("sigmoid_mse", 3.0)]
+    assert mse["n"] == 2 and mse["best_lr"]
+    assert mse["out_grad_b"] == pytest.approx(0.02) and mse["out_grad_w"] == pytest.approx(0.04)
+    assert mse["out_hidden_ratio"] == pytest.approx((0.25 + 0.75) / 2)
+    assert mse["saturated_init"] == pytest.approx(0.3) and mse["saturated_first"] == pytest.approx((0.15 + 0.1) / 2)
+    assert table.loc[("sigmoid_ce", 0.5), "n"] == 1  # the diverged seed is left out
+    assert table.loc[("sigmoid_ce", 0.5), "out_hidden_ratio"] == pytest.approx(3.0)
+    assert math.isnan(table.loc[("softmax_nll", 0.5), "out_hidden_ratio"])  # 784-10: no hidden layer
+    ratios = analysis.best_lr_ratio(summary)
+    assert ratios[["lr_sigmoid_mse", "lr_sigmoid_ce", "lr_ratio"]].values.tolist() == [[3.0, 0.5, 6.0]]
+
+
+def test_seed_distribution_against_brute_force():
+    peaks = [0.95, 0.97, 0.94, 0.96]
+    runs = pd.DataFrame({"status": ["ok"] * 4 + ["diverged"], "peak_test_acc": peaks + [0.99],
+                         "final_test_acc": [0.94] * 4 + [0.1], "val_selected_test_acc": [0.93] * 4 + [0.1]})
+    stats = analysis.seed_distribution(runs, book=0.9542)
+    assert (stats["n"], stats["n_diverged"]) == (4, 1)
+    assert stats["mean"] == pytest.approx(0.955) and stats["median"] == pytest.approx(0.955)
+    assert stats["std"] == pytest.approx(np.std(peaks, ddof=1))
+    assert stats["book_percentile"] == 50.0  # two of four runs (0.94, 0.95) at or below 95.42%
+    # the maxima of the four triples: 0.96 once, 0.97 three times
+    assert stats["best_of_k_mean"] == pytest.approx(0.9675)
+    triples = [max(t) for t in itertools.combinations(peaks, 3)]
+    assert stats["best_of_k_std"] == pytest.approx(np.std(triples))
+    assert stats["best_of_k_book_percentile"] == 0.0
+    assert stats["final_mean"] == pytest.approx(0.94) and stats["val_selected_mean"] == pytest.approx(0.93)
+    assert math.isnan(analysis.seed_distribution(runs.iloc[:2], best_of=3)["best_of_k_mean"])
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no runs.csv"),
+    (lambda d: (d / "runs.csv").write_text(""), "not a readable CSV"),
+    (lambda d: (d / "runs.csv").write_text("run_id,pair,lr\nx,sigmoid_ce,0.5\n"), r"lacks column\(s\) seed, sizes, init"),
+    (lambda d: [(d / name).write_text(",".join(columns) + "\n") for name, columns in
+                [("runs.csv", analysis.RUNS_COLUMNS), ("epochs.csv", analysis.EPOCHS_COLUMNS)]],
+     "no runs yet"),
+])
+def test_bad_directories_raise_user_errors_naming_the_path(tmp_path, setup, message):
+    setup(tmp_path)
+    with pytest.raises(UserError, match=message) as error:
+        analysis.load_results([tmp_path])
+    assert str(tmp_path) in str(error.value)
+
+
+def test_missing_epochs_csv_bad_status_and_nonnumeric_column(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
+    runs_csv = tmp_path / "runs.csv"
+    good = runs_csv.read_text()
+    runs_csv.write_text(good.replace(",ok,", ",done,"))
+    with pytest.raises(UserError, match=r"runs.csv: status done is none of diverged, ok"):
+        analysis.load_results([tmp_path])
+    runs_csv.write_text(good.replace("0.5", "fast"))
+    with pytest.raises(UserError, match=r"runs.csv: column lr holds non-numeric values"):
+        analysis.load_results([tmp_path])
+    runs_csv.write_text(good)
+    (tmp_path / "epochs.csv").unlink()
+    with pytest.raises(UserError, match="epochs.csv: missing"):
+        analysis.load_results([tmp_path])
+
+
+def test_cli_reports_nonexistent_directory(tmp_path, capsys):
+    assert cli.main(["analyze", str(tmp_path / "nowhere")]) == 2
+    assert f"error: {tmp_path / 'nowhere'}: no such directory" in capsys.readouterr().err
+
+
+def test_cli_writes_tables_and_plots(tmp_path, capsys):
+    runs = [make_run(pair, lr, seed, [0.6 + shift, 0.9 + shift, 0.93 + shift + seed / 200])
+            for pair, grid in [("sigmoid_mse", [1.0, 3.0]), ("sigmoid_ce", [0.5, 1.0]), ("softmax_nll", [0.5])]
+            for lr in grid for seed in range(3) for shift in [0.02 * (lr in (3.0, 0.5))]]
+    write_sweep(tmp_path / "sweep", runs)
+    out = tmp_path / "report"
+    assert cli.main(["analyze", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "g1: 784-30-10 init=large" in printed and "3 *" in printed and "0.5 *" in printed
+    assert "g1: 3 / 0.5 = 6" in printed
+    names = {path.name for path in out.iterdir()}
+    assert {"summary.csv", "summary.md", "slowdown.csv", "slowdown.md", "accuracy_vs_epoch_g1.png",
+            "peak_vs_lr_g1.png", "gradients_vs_epoch_g1.png", "saturation_vs_epoch_g1.png"} <= names
+    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names if name.endswith(".png"))
+    assert len(pd.read_csv(out / "summary.csv")) == 5
+    assert "| sigmoid_ce | 0.5 * | 3 | 0 |" in (out / "summary.md").read_text()
+
+
+def test_default_output_is_first_dir_analysis(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
+    assert analysis.main([str(tmp_path), "--no-plots"]) == 0
+    assert sorted(path.name for path in (tmp_path / "analysis").iterdir()) == [
+        "slowdown.csv", "slowdown.md", "summary.csv", "summary.md"]
+
+
+def test_cli_plots_edge_groups(tmp_path):
+    """One seed, no hidden layer, and a group whose every run diverged (no plots for it)."""
+    write_sweep(tmp_path / "0", [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]),
+                                 make_run("softmax_nll", 0.5, 0, [0.9, 0.96, 0.96], sizes="784-10")])
+    write_sweep(tmp_path / "1", [make_run("linear_mse", 1.0, 0, [0.5, 0.5, 0.5], diverged_at=1, sizes="784-100-10")])
+    assert analysis.main([str(tmp_path)]) == 0
+    assert sorted(path.name for path in (tmp_path / "analysis").glob("*.png")) == [
+        "accuracy_vs_epoch_g1.png", "accuracy_vs_epoch_g3.png", "gradients_vs_epoch_g1.png",
+        "gradients_vs_epoch_g3.png", "peak_vs_lr_g1.png", "peak_vs_lr_g3.png", "saturation_vs_epoch_g3.png"]
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as done:
+        analysis.main(["--help"])
+    assert done.value.code == 0 and "--out" in capsys.readouterr().out
