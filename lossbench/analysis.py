@@ -308,9 +308,7 @@ def display_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    return frame.to_markdown(index=False)  # pandas, with the tabulate package
 
 
 LEGEND = ("Accuracies in %, mean over the non-diverged seeds (n = seeds - diverged) ± the half-width of "

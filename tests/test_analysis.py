@@ -3,6 +3,7 @@
     python -m pytest tests/test_analysis.py
 """
 
+import re
 import itertools
 import math
 import zlib
@@ -255,7 +256,7 @@ def test_cli_writes_tables_and_plots(tmp_path, capsys):
             "peak_vs_lr_g1.png", "gradients_vs_epoch_g1.png", "saturation_vs_epoch_g1.png"} <= names
     assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names if name.endswith(".png"))
     assert len(pd.read_csv(out / "summary.csv")) == 5
-    assert "| sigmoid_ce | 0.5 * | 3 | 0 |" in (out / "summary.md").read_text()
+    assert re.search(r"\|\s*sigmoid_ce\s*\|\s*0\.5 \*\s*\|\s*3\s*\|\s*0\s*\|", (out / "summary.md").read_text())
 
 
 def test_default_output_is_first_dir_analysis(tmp_path):
