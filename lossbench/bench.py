@@ -1,0 +1,565 @@
+"""Model-epochs per second: a plain PyTorch loop, the book's NumPy code and lossbench, side by side.
+
+    python -m lossbench bench --out outputs/bench
+
+One run times, on every device present (cpu; cuda when torch sees one):
+  plain_pytorch     what users write: nn.Sequential of Linear + Sigmoid, BCEWithLogitsLoss(sum) / B
+                    (the sigmoid_ce pair), torch.optim.SGD, batch 10; one model at a time
+  numpy_book        the book's per-example algorithm, lossbench.reference.sgd_epoch (float64; cpu only)
+  lossbench_eager   lossbench's Ensemble, one step at a time (its path on the cpu)
+  lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (its default path on cuda)
+for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`).
+
+Each row trains --steps mini-batches per model (--baseline-steps for the plain loop and NumPy)
+after --warmup untimed ones, from a fresh initialization: model-epochs/s = models x steps / 5000
+(steps per epoch) / seconds. It then times one evaluation of all its models on validation +
+test, which every real epoch ends with, and combines the two into train+eval model-epochs/s.
+FLOPs are counted, not measured (`train_flops_per_example`), and set against the peak that a
+large float32 matmul reaches on the same device in the same run. On the cpu a last pair of rows
+times the sweep's ensembles after some training, with denormals flushed and not. --full adds the
+whole default sweep (`python -m lossbench sweep`) timed end to end.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from lossbench import config, reference
+from lossbench.data import N_CLASSES, Split, load_split
+from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, init_params
+from lossbench.errors import UserError
+
+EPOCH_EXAMPLES = 50_000  # the book's training set: a model-epoch is 50,000 examples
+BATCH = 10
+EPOCH_STEPS = EPOCH_EXAMPLES // BATCH
+N_INPUTS = 784
+PAIR = "sigmoid_ce"  # what BCEWithLogitsLoss, the plain loop's built-in loss, computes
+LR = 0.5  # the book's eta for that pair (ch. 3)
+PEAK_N = {"cpu": 2048, "cuda": 8192}  # the peak's matmul size: near peak on each, seconds at most
+TARGET_MODELS = 160
+TARGETS = {("cpu", "784-30-10"): 20.0, ("cuda", "784-30-10"): 800.0, ("cuda", "784-100-10"): 300.0}  # issue 8
+COLUMNS = ["method", "shape", "models", "layout", "device", "dtype", "steps", "seconds", "model_epochs_per_s",
+           "gflops", "peak_share", "torch_version", "numpy_version", "device_name", "date",
+           # beyond issue 8's list: the evaluation, and the setting and conditions of the row
+           "eval_s_per_epoch", "train_eval_model_epochs_per_s", "peak_gflops", "data", "trained_steps",
+           "flush_denormal", "denormal_share", "threads", "load1", "target"]
+
+
+# --- FLOPs and the peak ------------------------------------------------------
+def train_flops_per_example(sizes: tuple[int, ...]) -> int:
+    """FLOPs (2 per multiply-add) of one example's SGD step: forward a W, 2 n_in n_out per layer;
+    weight gradient a^T delta (BP4), the same; delta W^T back through layers 2..L (BP2), the same again."""
+    layers = [2 * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return 2 * sum(layers) + sum(layers[1:])
+
+
+def train_gflop_per_model_epoch(sizes: tuple[int, ...]) -> float:
+    return train_flops_per_example(sizes) * EPOCH_EXAMPLES / 1e9
+
+
+def fp32_peak_gflops(device: torch.device) -> float:
+    """GFLOP/s of the fastest of 6 N x N x N float32 matmuls (N = PEAK_N), true FP32 (no TF32)."""
+    n = PEAK_N[device.type]
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        best = min(_seconds(lambda: a @ b, device) for _ in range(6))  # the first includes library set-up
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(work: Callable[[], object], device: torch.device) -> float:
+    """Wall time of work(), waiting for the device before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+# --- what one row measures ----------------------------------------------------
+@dataclass
+class Timing:
+    steps: int  # mini-batches per model in the timed window
+    train_s: float  # seconds of that window, all models of the row
+    eval_s: float  # seconds of one evaluation of all models on validation + test
+
+
+@dataclass
+class Settings:
+    steps: int
+    baseline_steps: int
+    warmup: int
+    repeat: int  # timed windows per row; the fastest counts
+
+
+def _windows(n_examples: int, s: Settings, steps: int, device) -> list[torch.Tensor]:
+    """Index blocks for the warm-up and `s.repeat` windows of `steps` mini-batches, from epoch permutations."""
+    sizes = [s.warmup * BATCH] + [steps * BATCH] * s.repeat
+    epochs = math.ceil(sum(sizes) / n_examples)
+    g = torch.Generator().manual_seed(0)
+    order = torch.cat([torch.randperm(n_examples, generator=g) for _ in range(epochs)]).to(device)
+    return list(order[:sum(sizes)].split(sizes))
+
+
+def _one_hot(labels: torch.Tensor) -> torch.Tensor:
+    return nn.functional.one_hot(labels, N_CLASSES).float()
+
+
+def time_plain_pytorch(sizes: tuple[int, ...], data: Split, s: Settings, device: torch.device) -> Timing:
+    """One model as users write it; its eval is one forward pass per set."""
+    torch.manual_seed(0)
+    layers = [m for n_in, n_out in zip(sizes[:-1], sizes[1:]) for m in (nn.Linear(n_in, n_out), nn.Sigmoid())]
+    model = nn.Sequential(*layers[:-1]).to(device)  # ends in logits: the loss applies the output sigmoid
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")  # the book's cross-entropy sums over the outputs (eq. 63)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    x, y = data.train_x, _one_hot(data.train_y)
+
+    def train(order: torch.Tensor):
+        for idx in order.split(BATCH):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx]) / len(idx)
+            loss.backward()
+            optimizer.step()
+
+    @torch.no_grad()
+    def evaluate():
+        for xs, labels in ((data.val_x, data.val_y), (data.test_x, data.test_y)):
+            z = model(xs)
+            ((z.argmax(1) == labels).float().mean().item(), (loss_fn(z, _one_hot(labels)) / len(xs)).item())
+
+    warmup, *windows = _windows(len(x), s, s.baseline_steps, device)
+    train(warmup)
+    train_s = min(_seconds(lambda: train(order), device) for order in windows)
+    return Timing(s.baseline_steps, train_s, _seconds(evaluate, device))
+
+
+def time_numpy_book(sizes: tuple[int, ...], data: Split, s: Settings) -> Timing:
+    """One model in the book's per-example NumPy (float64, as network.py); its eval is network.py's
+    `evaluate`, a feedforward per example."""
+    params = init_params(0, sizes, "large")
+    weights, biases = [w.numpy() for w, _ in params], [b.numpy()[0] for _, b in params]
+    x, y = data.train_x.double().numpy(), np.eye(N_CLASSES)[data.train_y.numpy()]
+    evaluation_sets = [(xs.double().numpy(), labels.numpy())
+                       for xs, labels in ((data.val_x, data.val_y), (data.test_x, data.test_y))]
+
+    def train(xs: np.ndarray, ys: np.ndarray):
+        nonlocal weights, biases
+        weights, biases = reference.sgd_epoch(weights, biases, xs, ys, np.arange(len(xs)), BATCH, LR, PAIR)
+
+    def evaluate():
+        for xs, labels in evaluation_sets:
+            sum(int(np.argmax(_feedforward(weights, biases, a)) == label) for a, label in zip(xs, labels))
+
+    # each window's examples gathered before its timer, as network.py shuffles before its epoch
+    warmup, *windows = [(x[order], y[order]) for order in _windows(len(x), s, s.baseline_steps, "cpu")]
+    train(*warmup)
+    train_s = min(_seconds(lambda: train(*window), torch.device("cpu")) for window in windows)
+    return Timing(s.baseline_steps, train_s, _seconds(evaluate, torch.device("cpu")))
+
+
+def _feedforward(weights, biases, a):
+    for w, b in zip(weights, biases):
+        a = reference.sigmoid(a @ w + b)
+    return a
+
+
+def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
+                   device: torch.device, graphs: bool) -> Timing:
+    """The Ensembles of `groups`, one after another as the sweep trains its pairs; times summed."""
+    train_s = eval_s = 0.0
+    for specs in groups:
+        ensemble = Ensemble(specs, TrainConfig(sizes=sizes, device=device), data)
+        steps, seconds = time_steps(ensemble, s, graphs)
+        train_s += seconds
+        eval_s += _seconds(ensemble.evaluate, device)
+    return Timing(steps, train_s, eval_s)
+
+
+def time_steps(ensemble: Ensemble, s: Settings, graphs: bool) -> tuple[int, float]:
+    """(steps, seconds) of the fastest of s.repeat windows, each of s.steps steps after the warm-up.
+
+    Runs the steps the way train_epoch runs them (Ensemble has no public way to run N steps):
+    with graphs, windows are whole CUDA graphs and the warm-up is one graph, whose first replay
+    captures it.
+    """
+    steps, warmup = s.steps, s.warmup
+    if graphs:
+        steps, warmup = math.ceil(steps / GRAPH_STEPS) * GRAPH_STEPS, GRAPH_STEPS
+        run = ensemble._run_graphed
+    else:
+        def run(batches):
+            for idx in batches:
+                ensemble._step(idx)
+    batches = batch_indices(ensemble, warmup + s.repeat * steps)
+    run(batches[:warmup])
+    windows = batches[warmup:].split(steps)
+    return steps, min(_seconds(lambda: run(window), ensemble.device) for window in windows)
+
+
+def batch_indices(ensemble: Ensemble, steps: int) -> torch.Tensor:
+    """[steps, S, B] training-set indices per seed group, drawn as train_epoch draws them."""
+    B, n = ensemble.cfg.batch_size, ensemble.n
+    per_epoch = n // B
+    perms = [torch.stack([torch.randperm(n, generator=g)[:per_epoch * B] for g in ensemble.generators])
+             for _ in range(math.ceil(steps / per_epoch))]
+    idx = torch.cat(perms, 1)[:, :steps * B].to(ensemble.device)
+    return idx.view(ensemble.S, steps, B).transpose(0, 1)
+
+
+# --- denormals ----------------------------------------------------------------
+class DenormalCounter(TorchDispatchMode):
+    """Counts denormal numbers among the results of the ops run under it (views compute nothing: skipped)."""
+
+    def __init__(self):
+        super().__init__()
+        self.denormal = self.results = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    self.denormal += int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+                    self.results += t.numel()
+        return out
+
+    @property
+    def share(self) -> float:
+        return self.denormal / max(self.results, 1)
+
+
+def time_flush_denormal(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
+                        trained: int) -> dict[bool, tuple[Timing, float]]:
+    """flush -> (timing, denormal share) of the ensembles of `groups` on the cpu after `trained` steps.
+
+    Saturated sigmoid nets make denormal numbers (|x| < 1.2e-38 in float32), which many CPUs
+    handle in slow microcode unless flushed to zero. Flush off and on alternate, twice, so that
+    both see the same state of the nets and of the machine's load; the fastest of each counts.
+    """
+    cpu = torch.device("cpu")
+    ensembles = [Ensemble(specs, TrainConfig(sizes=sizes), data) for specs in groups]
+    batches = [batch_indices(e, trained + s.warmup + 4 * s.steps) for e in ensembles]
+    torch.set_flush_denormal(False)
+    counter = DenormalCounter()
+    for e, b in zip(ensembles, batches):
+        for idx in b[:trained + s.warmup]:
+            e._step(idx)
+        with counter:
+            e._step(b[trained + s.warmup])
+    best = {}
+    for window in range(4):
+        flush = bool(window % 2)
+        torch.set_flush_denormal(flush)
+        start = trained + s.warmup + window * s.steps
+        train_s = sum(_seconds(lambda: [e._step(idx) for idx in b[start:start + s.steps]], cpu)
+                      for e, b in zip(ensembles, batches))
+        if flush not in best or train_s < best[flush].train_s:
+            best[flush] = Timing(s.steps, train_s, sum(_seconds(e.evaluate, cpu) for e in ensembles))
+    return {flush: (timing, counter.share) for flush, timing in best.items()}
+
+
+# --- the default sweep ----------------------------------------------------------
+def default_sweep_config() -> DictConfig:
+    """conf/config.yaml as `python -m lossbench sweep` composes it with no overrides."""
+    config.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config")
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def sweep_layout(cfg: DictConfig) -> tuple[str, list[list[RunSpec]]]:
+    """The default sweep's layout label and its ensembles, one per pair (the grid of lossbench.sweep.Sweep)."""
+    seeds, lrs = config.seed_list(cfg.sweep.seeds), list(cfg.sweep.lrs)
+    groups = [[RunSpec(pair, lr, seed) for lr in lrs for seed in seeds] for pair in cfg.sweep.pairs]
+    return f"sweep: {len(groups)} pairs x {len(seeds)} seeds x {len(lrs)} lrs", groups
+
+
+def layouts(models: int, sweep: tuple[str, list[list[RunSpec]]], lrs: list[float]) -> dict[str, list[list[RunSpec]]]:
+    """Layout label -> the ensembles, trained one after another, that make up `models` models.
+
+    Every model its own seed (learning rates cycling through the sweep's), so no two share the
+    first layer's work; seed groups of the sweep's len(lrs) learning rates, in one ensemble; and,
+    at the sweep's size, the default `sweep` itself: one ensemble of seeds x learning rates per pair.
+    """
+    k = len(lrs)
+    out = {f"{models} seed{'s' * (models > 1)}": [[RunSpec(PAIR, lrs[m % k], m) for m in range(models)]]}
+    if models > k and models % k == 0:
+        out[f"{models // k} seeds x {k} lrs"] = [[RunSpec(PAIR, lr, seed) for seed in range(models // k)
+                                                  for lr in lrs]]
+    label, groups = sweep
+    if models == sum(map(len, groups)):
+        out[label] = groups
+    return out
+
+
+def time_full_sweep(sizes: tuple[int, ...], device: torch.device, data_root: str | None, out: Path) -> float:
+    """Seconds of `python -m lossbench sweep` with the default grid, these sizes, in a fresh directory."""
+    from lossbench import sweep  # a Hydra app: imported only when --full asks for it
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"full_sweep_{shape_name(sizes)}_{device.type}_", dir=out))
+    overrides = [f"model.sizes=[{','.join(map(str, sizes))}]", f"device={device.type}", f"hydra.run.dir={run_dir}"]
+    overrides += [f"data.root={data_root}"] if data_root else []
+    start = time.perf_counter()
+    status = sweep.main(overrides)
+    seconds = time.perf_counter() - start
+    if status:
+        raise UserError(f"the full sweep `python -m lossbench sweep {' '.join(overrides)}` stopped with status "
+                        f"{status}; its message is above.")
+    return seconds
+
+
+# --- data, devices, rows ----------------------------------------------------------
+def synthetic_split(seed: int = 0) -> Split:
+    """MNIST's sizes (50,000 / 10,000 / 10,000 images of 784 pixels): uniform pixels, random labels."""
+    g = torch.Generator().manual_seed(seed)
+    n, half = EPOCH_EXAMPLES, 5000 * 2
+    x = torch.rand(n + 2 * half, N_INPUTS, generator=g)
+    y = torch.randint(N_CLASSES, (len(x),), generator=g)
+    return Split("synthetic", x[:n], y[:n], x[n:n + half], y[n:n + half], x[n + half:], y[n + half:])
+
+
+def bench_data(choice: str, root: str | None) -> Split:
+    """MNIST when available (or required), else synthetic data of its shape."""
+    if choice != "synthetic":
+        try:
+            split = load_split("mnist", root)
+        except UserError as err:
+            if choice == "mnist":
+                raise
+            print(f"note: timing on synthetic data of MNIST's shape; MNIST is not available: {err}", file=sys.stderr)
+        else:
+            if len(split.train_x) != EPOCH_EXAMPLES:
+                raise UserError(f"the MNIST training split holds {len(split.train_x)} images, not the book's "
+                                f"{EPOCH_EXAMPLES}; point --data-root at the standard MNIST files.")
+            return split
+    return synthetic_split()
+
+
+def on_device(split: Split, device: torch.device) -> Split:
+    """The split's tensors on `device`, as the sweep loads them."""
+    return dataclasses.replace(split, **{f.name: getattr(split, f.name).to(device)
+                                         for f in dataclasses.fields(split) if f.name != "name"})
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cpus"
+
+
+def shape_name(sizes: tuple[int, ...]) -> str:
+    return "-".join(map(str, sizes))
+
+
+class Table:
+    """The rows so far; bench.csv is rewritten after each, so an interrupted run keeps what it measured."""
+
+    def __init__(self, out: Path, data: str, peak: dict[str, float], names: dict[str, str], flush: bool):
+        self.path, self.data, self.peak, self.names, self.flush = out / "bench.csv", data, peak, names, flush
+        self.rows: list[dict] = []
+
+    def add(self, method: str, sizes: tuple[int, ...], models: int, layout: str, device: torch.device,
+            timing: Timing, dtype: str = "float32", trained_steps: int = 0, flush: bool | None = None,
+            denormal_share: float = math.nan, load1: float = math.nan, combined: bool = False) -> None:
+        """combined: timing.train_s already includes evaluation (the full sweep)."""
+        rate = models * timing.steps / EPOCH_STEPS / timing.train_s
+        gflops = rate * train_gflop_per_model_epoch(sizes)
+        epoch_s = timing.train_s / timing.steps * EPOCH_STEPS
+        is_target = method.startswith("lossbench") and models == TARGET_MODELS
+        row = dict(
+            method=method, shape=shape_name(sizes), models=models, layout=layout, device=device.type, dtype=dtype,
+            steps=timing.steps, seconds=timing.train_s, model_epochs_per_s=rate, gflops=gflops,
+            peak_share=gflops / self.peak[device.type], torch_version=torch.__version__,
+            numpy_version=np.__version__, device_name=self.names[device.type],
+            date=datetime.datetime.now().isoformat(timespec="seconds"), eval_s_per_epoch=timing.eval_s,
+            train_eval_model_epochs_per_s=rate if combined else models / (epoch_s + timing.eval_s),
+            peak_gflops=self.peak[device.type], data=self.data, trained_steps=trained_steps,
+            flush_denormal=self.flush if flush is None else flush, denormal_share=denormal_share,
+            threads=torch.get_num_threads() if device.type == "cpu" else math.nan, load1=load1,
+            target=TARGETS.get((device.type, shape_name(sizes)), math.nan) if is_target else math.nan)
+        self.rows.append(row)
+        self.frame().to_csv(self.path, index=False)
+        print(f"  {method:<16} {row['shape']:<10} {layout:<32} {device.type:<4} {rate:9.3f} model-epochs/s "
+              f"(load {load1:.1f})", file=sys.stderr, flush=True)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+
+def summary(frame: pd.DataFrame) -> str:
+    """The printed table: figures, ratios to the plain loop (same device) and to NumPy, targets."""
+    f = frame.copy()
+    base = frame[frame.trained_steps == 0]
+
+    def baseline(method: str, row: pd.Series, same_device: bool) -> float:
+        match = base[(base.method == method) & (base["shape"] == row["shape"])
+                     & ((base.device == row.device) if same_device else True)]
+        return row.model_epochs_per_s / match.model_epochs_per_s.iloc[0] if len(match) else math.nan
+
+    f["x_plain"] = [baseline("plain_pytorch", r, True) for _, r in frame.iterrows()]
+    f["x_numpy"] = [baseline("numpy_book", r, False) for _, r in frame.iterrows()]
+    f["target"] = [f"{t:g} {'met' if r >= t else 'NOT met'}" if pd.notna(t) else ""
+                   for t, r in zip(frame.target, frame.model_epochs_per_s)]
+    f["peak_share"] = (100 * frame.peak_share).map("{:.2f}%".format)
+    f["flush"] = frame.flush_denormal.map({True: "on", False: "off"})
+    f["trained"] = frame.trained_steps
+    shown = {"method": "method", "shape": "shape", "models": "models", "layout": "layout", "device": "dev",
+             "steps": "steps", "trained": "trained", "flush": "flush", "model_epochs_per_s": "model-ep/s",
+             "gflops": "GFLOP/s", "peak_share": "of peak", "eval_s_per_epoch": "eval s",
+             "train_eval_model_epochs_per_s": "train+eval model-ep/s", "x_plain": "x plain", "x_numpy": "x numpy",
+             "target": "target (160 models)"}
+    table = f[list(shown)].rename(columns=shown)
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}")
+
+
+# --- command line -----------------------------------------------------------------
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split("-"))
+    except ValueError:
+        sizes = ()
+    if len(sizes) < 2 or min(sizes) < 1 or sizes[0] != N_INPUTS or sizes[-1] != N_CLASSES:
+        raise UserError(f"--shapes {text!r} is not a network for MNIST: give layer sizes joined by '-', from "
+                        f"{N_INPUTS} inputs to {N_CLASSES} outputs, each >= 1, e.g. 784-30-10.")
+    return sizes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lossbench bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--steps", type=int, default=500, help="timed mini-batches per model, lossbench rows")
+    p.add_argument("--baseline-steps", type=int, default=200, help="timed mini-batches, plain and NumPy rows")
+    p.add_argument("--warmup", type=int, default=20, help="untimed mini-batches before each timing "
+                   f"(with CUDA graphs: one graph of {GRAPH_STEPS})")
+    p.add_argument("--repeat", type=int, default=1, help="timed windows per row; the fastest counts")
+    p.add_argument("--shapes", nargs="+", default=["784-30-10", "784-100-10"])
+    p.add_argument("--models", nargs="+", type=int, default=[1, 10, 160], help="ensemble sizes")
+    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
+                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
+                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA) when it loads, else synthetic")
+    p.add_argument("--data-root", default=None, help="directory of the MNIST IDX files")
+    p.add_argument("--denormal-steps", type=int, default=2000,
+                   help="cpu: train the sweep's ensembles this long, then time them with denormals flushed and "
+                        "not (0: skip)")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="flush denormals to zero in every row (torch.set_flush_denormal; off is PyTorch's default)")
+    p.add_argument("--full", action="store_true",
+                   help="also run the whole default sweep (30 epochs, with evaluation) per shape and device")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = p.parse_args(argv)
+    for name in ("steps", "baseline_steps", "repeat"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)}: give a count >= 1.")
+    for name in ("warmup", "denormal_steps"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)}: give a count >= 0.")
+    if min(args.models) < 1:
+        raise UserError(f"--models {min(args.models)}: an ensemble holds at least 1 model.")
+    if "cuda" in args.devices and not torch.cuda.is_available():
+        raise UserError(f"--devices cuda, but torch {torch.__version__} sees no CUDA device; use --devices cpu.")
+    args.shapes = [parse_shape(text) for text in args.shapes]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out {args.out} ({err.strerror or err}); choose a writable directory.")
+    split = bench_data(args.data, args.data_root)
+    if args.full and split.name != "mnist":
+        raise UserError("--full runs the real sweep, which trains on MNIST; MNIST did not load (see above).")
+    settings = Settings(args.steps, args.baseline_steps, args.warmup, args.repeat)
+    sweep_cfg = default_sweep_config()
+    sweep, lrs = sweep_layout(sweep_cfg), list(sweep_cfg.sweep.lrs)
+    sweep_models = sum(map(len, sweep[1]))
+    devices = [torch.device(name) for name in args.devices]
+    torch.set_flush_denormal(args.flush_denormal)
+    print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load {os.getloadavg()[0]:.2f}; "
+          f"peak FP32 matmul ...", file=sys.stderr, flush=True)
+    peak = {d.type: fp32_peak_gflops(d) for d in devices}
+    table = Table(args.out, split.name, peak, {d.type: device_name(d) for d in devices}, args.flush_denormal)
+
+    for device in devices:
+        data = on_device(split, device)
+        for sizes in args.shapes:
+            load = os.getloadavg()[0]
+            table.add("plain_pytorch", sizes, 1, "1 seed", device, time_plain_pytorch(sizes, data, settings, device),
+                      load1=load)
+            if device.type == "cpu":
+                load = os.getloadavg()[0]
+                table.add("numpy_book", sizes, 1, "1 seed", device, time_numpy_book(sizes, data, settings),
+                          dtype="float64", load1=load)
+            for models in args.models:
+                for layout, groups in layouts(models, sweep, lrs).items():
+                    for graphs in ([False, True] if device.type == "cuda" else [False]):
+                        load = os.getloadavg()[0]
+                        timing = time_ensembles(groups, sizes, data, settings, device, graphs)
+                        table.add(f"lossbench_{'graphs' if graphs else 'eager'}", sizes, models, layout, device,
+                                  timing, load1=load)
+    if args.denormal_steps and torch.device("cpu") in devices:
+        sizes, (layout, groups) = args.shapes[0], sweep
+        load = os.getloadavg()[0]
+        for flush, (timing, share) in time_flush_denormal(groups, sizes, split, settings, args.denormal_steps).items():
+            table.add("lossbench_eager", sizes, sweep_models, layout, torch.device("cpu"), timing,
+                      trained_steps=args.denormal_steps, flush=flush, denormal_share=share, load1=load)
+        torch.set_flush_denormal(args.flush_denormal)
+    if args.full:
+        epochs = sweep_cfg.optim.epochs
+        for device in devices:
+            for sizes in args.shapes:
+                load = os.getloadavg()[0]
+                seconds = time_full_sweep(sizes, device, args.data_root, args.out)
+                table.add("lossbench_sweep", sizes, sweep_models, f"full sweep, {epochs} epochs", device,
+                          Timing(epochs * EPOCH_STEPS, seconds, math.nan), load1=load, combined=True)
+
+    frame = table.frame()
+    print(summary(frame))
+    print(legend(frame, peak, split.name))
+    return 0
+
+
+def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
+    lines = [f"data: {data}; model-ep/s = models x steps / {EPOCH_STEPS} / seconds; train FLOPs counted per model-"
+             f"epoch (forward + weight grads + deltas, x {EPOCH_EXAMPLES} examples)."]
+    for device, gflops in peak.items():
+        n = PEAK_N[device]
+        lines.append(f"peak ({device}): {gflops:.1f} GFLOP/s, measured in this run by a {n}x{n}x{n} float32 "
+                     f"matmul on {frame.loc[frame.device == device, 'device_name'].iloc[0]}; 'of peak' is relative "
+                     f"to it.")
+    lines.append(f"eval s = one evaluation of all the row's models on validation + test (20,000 images), which "
+                 f"every epoch ends with; train+eval model-ep/s includes it. cpu load (1 min) over the rows: "
+                 f"{frame.load1.min():.2f}..{frame.load1.max():.2f} on {os.cpu_count()} cpus.")
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""The sweep command's config: schema, named studies, and the checks Hydra cannot make.
+
+    python -m lossbench sweep --cfg job
+
+The config groups live in the repository's conf/ (data, model, optim, sweep, pair);
+named studies in experiments/NAME.yaml, selected with `+experiment=NAME`. `register()`
+puts the schema below into Hydra's ConfigStore, listed first in conf/config.yaml's
+defaults, so that a wrong type or an unknown key fails at composition; and it adds
+every sweep study in experiments/ as an option of the group `experiment`.
+`validate()` then checks what a type cannot say (a learning rate must be positive).
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, List, Optional
+
+import torch
+import yaml
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import lossbench
+from lossbench.errors import UserError
+from lossbench.pairs import PAIRS
+
+REPO = Path(lossbench.__file__).resolve().parents[1]  # the package is installed editable
+CONF_DIR = REPO / "conf"
+EXPERIMENTS_DIR = REPO / "experiments"
+SCHEMA_NAME = "lossbench_schema"
+
+
+class Init(Enum):
+    large = "large"  # weights and biases N(0, 1) (ch. 1, network.py)
+    default = "default"  # weights N(0, 1)/sqrt(n_in), biases N(0, 1) (ch. 3, network2.py)
+
+
+class Device(Enum):
+    auto = "auto"  # cuda when torch sees one, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class DType(Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: Optional[str] = None  # None: env LOSSBENCH_DATA
+    train_size: Optional[int] = None  # None: all that val_size leaves (50,000 for MNIST)
+    val_size: int = MISSING
+
+
+@dataclass
+class ModelConfig:
+    sizes: List[int] = MISSING
+    init: Init = MISSING
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    l2: float = MISSING
+
+
+@dataclass
+class GridConfig:
+    pairs: List[str] = MISSING
+    lrs: List[float] = MISSING
+    seeds: Any = MISSING  # int n (seeds 0..n-1) or a list of seeds: a union OmegaConf cannot type
+
+
+@dataclass
+class StudyConfig:
+    """What a named study reproduces: printed beside the sweep's summary."""
+
+    name: str = MISSING
+    chapter: Optional[int] = None
+    section: str = ""
+    book_test_acc: List[float] = field(default_factory=list)  # the book's numbers, as fractions
+    setting: str = ""
+
+
+@dataclass
+class SweepConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sweep: GridConfig = field(default_factory=GridConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    device: Device = MISSING
+    dtype: DType = MISSING
+
+
+def sweep_studies() -> dict[str, DictConfig]:
+    """experiments/NAME.yaml -> its config, for the files that configure a sweep.
+
+    A study file may name its command (`command: toy`); those for other commands are
+    left to them, and the key itself is dropped since the sweep's schema has no such key.
+    """
+    studies = {}
+    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
+        try:
+            study = OmegaConf.load(path)
+        except (OSError, OmegaConfBaseException, yaml.YAMLError) as err:
+            raise UserError(f"cannot read the study {path}: {err}") from err
+        if not isinstance(study, DictConfig):
+            raise UserError(f"the study {path} is not a mapping of config keys.")
+        if study.pop("command", "sweep") == "sweep":
+            studies[path.stem] = study
+    return studies
+
+
+def register() -> None:
+    """Put the schema and the sweep studies (group `experiment`) into Hydra's ConfigStore."""
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=SweepConfig)
+    for name, study in sweep_studies().items():
+        store.store(group="experiment", name=name, node=study, package="_global_")
+
+
+def seed_list(seeds: Any) -> list[int]:
+    """sweep.seeds as the list of seeds: an int n means 0..n-1."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise UserError(f"sweep.seeds={seeds} asks for no runs; give a count >= 1 (seeds 0..n-1) "
+                            "or a list of seeds, e.g. sweep.seeds=[0,1,2].")
+        return list(range(seeds))
+    listed = OmegaConf.to_object(seeds) if OmegaConf.is_list(seeds) else None
+    ok = listed and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in listed)
+    if not ok:
+        raise UserError(f"sweep.seeds={seeds} is neither a count >= 1 nor a non-empty list of seeds "
+                        "(integers >= 0); e.g. sweep.seeds=5 or sweep.seeds=[0,1,2].")
+    _require_unique("sweep.seeds", listed)
+    return listed
+
+
+def _require_unique(key: str, values: list) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise UserError(f"{key} lists {value!r} twice; each value gives one set of runs, list it once.")
+        seen.add(value)
+
+
+def _added_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Keys of `node` that `schema` lacks: Hydra's `+key=value` adds them despite the schema."""
+    fields = {f.name: f.type for f in dataclasses.fields(schema)}
+    added = []
+    for key in node:
+        if key not in fields:
+            added.append(prefix + key)
+        elif dataclasses.is_dataclass(fields[key]):
+            added += _added_keys(node[key], fields[key], f"{prefix}{key}.")
+    return added
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values that the schema's types allow but the sweep cannot use (UserError)."""
+    added = _added_keys(cfg, SweepConfig)
+    if added:
+        raise UserError(f"unknown config key {added[0]}; `python -m lossbench sweep --cfg job` shows "
+                        "the keys there are (a `+` override adds a key, it does not make one known).")
+    pairs = list(cfg.sweep.pairs)
+    if not pairs:
+        raise UserError(f"sweep.pairs is empty; list one or more of: {', '.join(PAIRS)}.")
+    for name in pairs:
+        if name not in PAIRS:
+            raise UserError(f"unknown pair {name!r} in sweep.pairs; the pairs are: {', '.join(PAIRS)}.")
+    _require_unique("sweep.pairs", pairs)
+
+    lrs = list(cfg.sweep.lrs)
+    if not lrs:
+        raise UserError("sweep.lrs is empty; give one or more learning rates, e.g. sweep.lrs=[0.5,3.0].")
+    for lr in lrs:
+        if not (math.isfinite(lr) and lr > 0):
+            raise UserError(f"learning rate {lr} in sweep.lrs is not a finite positive number; "
+                            "give learning rates > 0, e.g. sweep.lrs=[0.5,3.0].")
+    # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
+    _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
+    seed_list(cfg.sweep.seeds)
+
+    sizes = list(cfg.model.sizes)
+    if len(sizes) < 2:
+        raise UserError(f"model.sizes={sizes} needs at least 2 layer sizes (input and output), "
+                        "e.g. model.sizes=[784,30,10].")
+    if min(sizes) < 1:
+        raise UserError(f"model.sizes={sizes} has a layer of width {min(sizes)}; every width must be >= 1.")
+
+    if cfg.optim.epochs < 1:
+        raise UserError(f"optim.epochs={cfg.optim.epochs}: train for at least 1 epoch.")
+    if cfg.optim.batch_size < 1:
+        raise UserError(f"optim.batch_size={cfg.optim.batch_size}: a mini-batch holds at least 1 example.")
+    if not (math.isfinite(cfg.optim.l2) and cfg.optim.l2 >= 0):
+        raise UserError(f"optim.l2={cfg.optim.l2} is not a finite number >= 0 (the L2 weight lambda).")
+    if cfg.device == Device.cuda and not torch.cuda.is_available():
+        raise UserError("device=cuda, but this torch build sees no CUDA device; use device=cpu or device=auto.")
+
+
+def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_train: int) -> None:
+    """Check the network's ends and the batch size against the loaded data set (UserError)."""
+    sizes = list(cfg.model.sizes)
+    if (sizes[0], sizes[-1]) != (n_inputs, n_classes):
+        raise UserError(f"model.sizes={sizes} does not fit {cfg.data.name}: the first size must be its "
+                        f"{n_inputs} inputs and the last its {n_classes} classes, e.g. "
+                        f"model.sizes=[{n_inputs},30,{n_classes}].")
+    if cfg.optim.batch_size > n_train:
+        raise UserError(f"optim.batch_size={cfg.optim.batch_size} is larger than the training set "
+                        f"({n_train} examples); use 1..{n_train}.")
+
+
+def resolve_device(device: Device) -> str:
+    """The torch device for `device` (auto: cuda when available)."""
+    if device == Device.auto:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device.value

@@ -1,0 +1,246 @@
+"""Train (pair x learning rate x seed) grids as batched ensembles and write their CSVs.
+
+    python -m lossbench sweep sweep.pairs=[sigmoid_ce] sweep.lrs=[0.5] sweep.seeds=2 optim.epochs=1 data.train_size=1000
+
+A Hydra app (config groups in conf/, named studies via `+experiment=NAME`, see
+lossbench/config.py). With no overrides it runs the default comparison: 4 pairs x
+8 learning rates x 5 seeds, 784-30-10, 30 epochs of batch 10 (160 runs). Each
+pair's runs train as one Ensemble. The sweep directory (hydra.run.dir) gets
+config.yaml, runs.csv and epochs.csv (lossbench/results.py); after every epoch
+each unfinished ensemble is checkpointed, so the same command with
+hydra.run.dir=DIR continues an interrupted sweep to the same numbers.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from lossbench import analysis, config, results
+from lossbench.data import N_CLASSES, Split, load_split
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
+from lossbench.errors import UserError
+from lossbench.pairs import PAIRS
+
+PROG = "python -m lossbench sweep"
+
+
+class _Session:
+    """What main() must know about the Hydra app it started (Hydra returns nothing)."""
+
+    task_started = False  # a SystemExit(1) before the task is Hydra reporting bad overrides
+    created_output: Path | None = None  # removed again if the sweep stops on bad input while it is empty
+
+
+def fail(message: str) -> None:
+    """Stop on bad input the CLI's way: `error: ...`, status 2 (an exception would get Hydra's traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class RequireWritableOutput(Callback):
+    """Check the output directory before Hydra creates it: Hydra's own failure is a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        require_writable(Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        require_writable(Path(config.hydra.sweep.dir))
+
+
+def require_writable(directory: Path) -> None:
+    existed = directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as err:
+        fail(f"cannot write the output directory {directory} ({err.strerror or err}); "
+             "choose a writable one with hydra.run.dir=PATH.")
+    _Session.created_output = None if existed else directory.resolve()
+
+
+def run_settings(cfg: DictConfig, n_train: int) -> dict:
+    """The runs.csv columns that every run of this sweep shares (analysis groups runs by them)."""
+    return {"sizes": "-".join(map(str, cfg.model.sizes)), "init": cfg.model.init.value,
+            "batch_size": cfg.optim.batch_size, "epochs": cfg.optim.epochs, "l2": cfg.optim.l2,
+            "dataset": cfg.data.name, "train_size": n_train, "dtype": cfg.dtype.value}
+
+
+class Sweep:
+    """One sweep directory's runs: trains the unfinished ones pair by pair and writes their rows."""
+
+    def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
+        self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
+        self.settings = run_settings(cfg, len(data.train_x))
+        # val_size changes the validation set, hence val-selected numbers: part of a run's identity
+        self.hash = results.config_hash(self.settings | {"val_size": cfg.data.val_size})
+        self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
+                                     batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
+                                     dtype=getattr(torch, cfg.dtype.value), device=device)
+        seeds = config.seed_list(cfg.sweep.seeds)
+        self.grid = {pair: [RunSpec(pair, lr, seed) for lr in cfg.sweep.lrs for seed in seeds]
+                     for pair in cfg.sweep.pairs}
+        self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
+
+    def run_id(self, spec: RunSpec) -> str:
+        return results.run_id(spec.pair, spec.lr, spec.seed, self.hash)
+
+    def checkpoint(self, pair: str) -> Path:
+        return self.out / "checkpoints" / f"{pair}.pt"
+
+    def run(self) -> None:
+        done = results.finished_run_ids(self.out)
+        todo = {pair: [s for s in specs if self.run_id(s) not in done] for pair, specs in self.grid.items()}
+        n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
+        epochs = self.cfg.optim.epochs
+        print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out}\n"
+              f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
+        with tqdm(total=n_runs * epochs, initial=(n_runs - n_todo) * epochs, unit="model-epoch",
+                  desc="sweep", dynamic_ncols=True, file=sys.stderr) as progress:
+            for pair, specs in todo.items():
+                if specs:
+                    progress.set_postfix_str(f"{pair} ({len(specs)} models)")
+                    self.train_pair(specs, progress)
+                # a kill after the pair's rows were written but before this leaves a spent checkpoint
+                self.checkpoint(pair).unlink(missing_ok=True)
+        checkpoints = self.out / "checkpoints"
+        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
+
+    def start(self, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
+        """The ensemble of `specs`, its metrics so far and its wall time so far: from the
+        pair's checkpoint if that is sound (else a warning), otherwise fresh at epoch 0."""
+        path, ids = self.checkpoint(specs[0].pair), [self.run_id(s) for s in specs]
+        if path.exists():
+            try:
+                saved = results.load_checkpoint(path)
+                if saved["run_ids"] != ids:
+                    raise results.CorruptCheckpoint("it holds other runs than this sweep's unfinished ones")
+                ensemble = Ensemble(specs, self.train_cfg, self.data)
+                ensemble.load_state_dict(saved["ensemble"])
+                if len(saved["metrics"]) != ensemble.epoch + 1:
+                    raise results.CorruptCheckpoint("its metric rows do not match its epoch")
+                tqdm.write(f"resuming {specs[0].pair} from its checkpoint after epoch {ensemble.epoch}",
+                           file=sys.stderr)
+                return ensemble, saved["metrics"], saved["wall_time_s"]
+            except (results.CorruptCheckpoint, KeyError, TypeError, ValueError, RuntimeError) as err:
+                tqdm.write(f"warning: not resuming from {path}: {err}; training {specs[0].pair} from scratch.",
+                           file=sys.stderr)
+        ensemble = Ensemble(specs, self.train_cfg, self.data)
+        return ensemble, [ensemble.evaluate()], 0.0
+
+    def train_pair(self, specs: list[RunSpec], progress: tqdm) -> None:
+        started = time.perf_counter()
+        ensemble, metrics, wall_before = self.start(specs)
+        ids, path = [self.run_id(s) for s in specs], self.checkpoint(specs[0].pair)
+        progress.update(ensemble.epoch * len(specs))
+        while ensemble.epoch < self.cfg.optim.epochs:
+            metrics.append(ensemble.train_epoch())
+            results.save_checkpoint(path, {"run_ids": ids, "ensemble": ensemble.state_dict(), "metrics": metrics,
+                                           "wall_time_s": wall_before + time.perf_counter() - started})
+            progress.update(len(specs))
+        wall = wall_before + time.perf_counter() - started
+        # epochs.csv first: a run counts as finished once its runs.csv row exists
+        results.write_rows(self.out / "epochs.csv", results.epoch_rows(ids, metrics, self.epoch_columns))
+        results.write_rows(self.out / "runs.csv", self.run_rows(specs, ids, metrics, ensemble.diverged_epoch, wall))
+
+    def run_rows(self, specs, ids, metrics, diverged: np.ndarray, wall: float) -> pd.DataFrame:
+        pair = PAIRS[specs[0].pair]
+        trained = {key: results.metric_table(metrics, key, len(specs))[:, 1:] for key in ("test_acc", "val_acc")}
+        rows = pd.DataFrame({
+            "run_id": ids, "pair": pair.name, "activation": pair.activation, "cost": pair.cost,
+            "lr": [s.lr for s in specs], "seed": [s.seed for s in specs], **self.settings,
+            "status": np.where(diverged > 0, "diverged", "ok"),
+            "diverged_epoch": pd.Series(diverged, dtype="Int64").where(diverged > 0),
+            "wall_time_s": wall / len(specs), "device": self.device, "torch_version": torch.__version__,
+        })
+        outcomes = results.run_outcomes(trained["test_acc"], trained["val_acc"])
+        return pd.concat([rows, outcomes], axis=1)[results.RUN_COLUMNS]
+
+
+def summary_text(out: Path, cfg: DictConfig) -> str:
+    """Per pair: the learning rate chosen on validation accuracy, with its test accuracies over seeds."""
+    table = analysis.summarize(*analysis.load_results([out]))
+    best = table[table["best_lr"]].set_index("pair")
+
+    def stat(pair: str, name: str) -> str:
+        mean, std = best.loc[pair, f"{name}_mean"], best.loc[pair, f"{name}_std"]
+        return f"{100 * mean:.2f} ± {100 * std:.2f}" if pd.notna(std) else f"{100 * mean:.2f}"
+
+    lines = [{"pair": pair, "best lr": f"{best.loc[pair, 'lr']:g}", "seeds": best.loc[pair, "seeds"],
+              "diverged": best.loc[pair, "diverged"], "peak test %": stat(pair, "peak"),
+              "val-selected test %": stat(pair, "val_selected")} if pair in best.index
+             else {"pair": pair, "best lr": "-", "peak test %": "every run diverged"}
+             for pair in cfg.sweep.pairs]
+    study = cfg.study
+    text = [f"{study.name}: per pair, the best lr (highest mean best validation accuracy among lrs with no "
+            "diverged seed) and its test accuracy, mean ± std over its non-diverged seeds",
+            pd.DataFrame(lines).fillna("").to_string(index=False)]
+    if study.book_test_acc:
+        where = f"ch. {study.chapter}" + (f", {study.section}" if study.section else "")
+        book = ", ".join(f"{100 * acc:.2f}%" for acc in study.book_test_acc)
+        text.append(f"book ({where}): {book}. {study.setting}")
+    return "\n".join(text + [f"results: {out}/runs.csv, epochs.csv; more: python -m lossbench analyze {out}"])
+
+
+def resume_override() -> str:
+    """The override that points the same command at this sweep's directory again."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # one directory per job under the sweep directory
+        return f"hydra.sweep.dir={Path(hydra_cfg.sweep.dir).resolve()}"
+    return f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
+
+
+def sweep(cfg: DictConfig, out: Path) -> None:
+    config.validate(cfg)
+    device = config.resolve_device(cfg.device)
+    data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
+                      device, getattr(torch, cfg.dtype.value))
+    config.validate_against_data(cfg, data.train_x.shape[1], N_CLASSES, len(data.train_x))
+    with results.directory_lock(out):
+        results.claim_directory(out, cfg)
+        results.remove_stale_temp_files(out)
+        Sweep(cfg, out, data, device, resume_override()).run()
+    print(summary_text(out, cfg))
+
+
+@hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
+def hydra_app(cfg: DictConfig) -> None:
+    _Session.task_started = True
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        sweep(cfg, out)
+    except UserError as err:
+        if out.resolve() == _Session.created_output and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty directory behind
+        fail(str(err))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs and checkpoints are in {out}. Resume with the same command "
+              f"plus {resume_override()}", file=sys.stderr)
+        sys.exit(130)
+
+
+def main(argv: list[str]) -> int:
+    """Run the Hydra app on `argv` (Hydra reads sys.argv itself); the exit status as an int."""
+    config.register()
+    saved_argv, sys.argv = sys.argv, [PROG, *argv]
+    _Session.task_started, _Session.created_output = False, None
+    try:
+        hydra_app()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        # Hydra prints a composition error (bad override, unknown option) and exits 1: bad input
+        return 2 if code == 1 and not _Session.task_started else code
+    finally:
+        sys.argv = saved_argv
+    return 0

@@ -1,0 +1,135 @@
+"""Tests of `python -m lossbench bench`: the FLOP count by hand, the layouts, and a tiny run's CSV. No timings.
+
+    /work/venv/bin/python -m pytest tests/test_bench.py
+"""
+
+import pandas as pd
+import pytest
+import torch
+
+from lossbench import bench, cli
+from lossbench.ensemble import Ensemble, TrainConfig
+from lossbench.errors import UserError
+
+POSITIVE = ["models", "steps", "seconds", "model_epochs_per_s", "gflops", "peak_share", "eval_s_per_epoch",
+            "train_eval_model_epochs_per_s", "peak_gflops"]
+
+
+def test_flop_count_by_hand():
+    # 784-30-10: forward 2(784*30 + 30*10) = 47,640; weight gradients the same; deltas back into
+    # the hidden layer 2*30*10 = 600. Total 95,880 per example, 4.794 GFLOP per model-epoch.
+    assert bench.train_flops_per_example((784, 30, 10)) == 95_880
+    assert bench.train_gflop_per_model_epoch((784, 30, 10)) == pytest.approx(4.794)
+    # 784-100-10: 2 * 2(78,400 + 1,000) + 2,000 = 319,600
+    assert bench.train_flops_per_example((784, 100, 10)) == 319_600
+    # two hidden layers: layers 2 and 3 pass deltas back, layer 1 does not
+    forward = 2 * (784 * 16 + 16 * 12 + 12 * 10)
+    assert bench.train_flops_per_example((784, 16, 12, 10)) == 2 * forward + 2 * (16 * 12 + 12 * 10)
+
+
+def default_sweep_layout():
+    return bench.sweep_layout(bench.default_sweep_config())
+
+
+def test_layouts_name_and_build_the_ensembles_they_say(small_data):
+    sweep = default_sweep_layout()
+    lrs = [0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]
+    assert list(bench.layouts(10, sweep, lrs)) == ["10 seeds"]
+    found = bench.layouts(160, sweep, lrs)
+    assert list(found) == ["160 seeds", "20 seeds x 8 lrs", "sweep: 4 pairs x 5 seeds x 8 lrs"]
+    data = bench.synthetic_split()
+    groups_of = {}
+    for label, ensembles in found.items():
+        assert sum(map(len, ensembles)) == 160
+        built = [Ensemble(specs, TrainConfig(sizes=(784, 2, 10)), data) for specs in ensembles]
+        groups_of[label] = [(e.M, e.G) for e in built]
+        assert all(len({s.pair for s in specs}) == 1 for specs in ensembles)
+    # G: models per seed group, which share the first layer's work
+    assert groups_of == {"160 seeds": [(160, 1)], "20 seeds x 8 lrs": [(160, 8)],
+                         "sweep: 4 pairs x 5 seeds x 8 lrs": [(40, 8)] * 4}
+
+
+@pytest.fixture
+def small_data(monkeypatch):
+    """A few hundred synthetic examples instead of 70,000: the run's shape, not its timing, is under test."""
+    full = bench.synthetic_split
+    monkeypatch.setattr(bench, "synthetic_split", lambda: _shrunk(full()))
+
+
+def _shrunk(split):
+    return type(split)("synthetic", split.train_x[:300], split.train_y[:300], split.val_x[:50], split.val_y[:50],
+                       split.test_x[:50], split.test_y[:50])
+
+
+def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_path, capsys):
+    status = bench.main(["--data", "synthetic", "--steps", "2", "--baseline-steps", "2", "--warmup", "1",
+                         "--repeat", "2", "--shapes", "784-3-10", "--models", "1", "16", "160",
+                         "--denormal-steps", "2", "--devices", "cpu", "--out", str(tmp_path)])
+    assert status == 0
+    frame = pd.read_csv(tmp_path / "bench.csv")
+    assert list(frame.columns) == bench.COLUMNS
+    assert (frame[POSITIVE] > 0).all().all(), frame[POSITIVE]
+    assert frame[POSITIVE].notna().all().all()
+    rows = list(zip(frame.method, frame.models, frame.layout, frame.trained_steps, frame.flush_denormal))
+    assert rows == [("plain_pytorch", 1, "1 seed", 0, False), ("numpy_book", 1, "1 seed", 0, False),
+                    ("lossbench_eager", 1, "1 seed", 0, False), ("lossbench_eager", 16, "16 seeds", 0, False),
+                    ("lossbench_eager", 16, "2 seeds x 8 lrs", 0, False),
+                    ("lossbench_eager", 160, "160 seeds", 0, False),
+                    ("lossbench_eager", 160, "20 seeds x 8 lrs", 0, False),
+                    ("lossbench_eager", 160, "sweep: 4 pairs x 5 seeds x 8 lrs", 0, False),
+                    ("lossbench_eager", 160, "sweep: 4 pairs x 5 seeds x 8 lrs", 2, False),
+                    ("lossbench_eager", 160, "sweep: 4 pairs x 5 seeds x 8 lrs", 2, True)]
+    assert set(frame.dtype) == {"float32", "float64"} and set(frame.data) == {"synthetic"}
+    assert frame.denormal_share.notna().sum() == 2
+    # the derived columns follow from the measured ones
+    rate = frame.models * frame.steps / 5000 / frame.seconds
+    assert frame.model_epochs_per_s.tolist() == pytest.approx(rate.tolist())
+    gflops = rate * bench.train_flops_per_example((784, 3, 10)) * 50_000 / 1e9
+    assert frame.gflops.tolist() == pytest.approx(gflops.tolist())
+    assert frame.peak_share.tolist() == pytest.approx((frame.gflops / frame.peak_gflops).tolist())
+    # only 160-model lossbench rows carry the 2-core target, and only for the shape it is set for
+    assert frame.target.isna().all()
+    printed = capsys.readouterr().out
+    assert "x plain" in printed and "float32 matmul" in printed
+
+
+def test_targets_are_shown_for_the_160_model_rows(small_data, tmp_path, capsys):
+    bench.main(["--data", "synthetic", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--shapes",
+                "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)])
+    frame = pd.read_csv(tmp_path / "bench.csv")
+    assert frame.loc[frame.method.str.startswith("lossbench"), "target"].tolist() == [20.0] * 3
+    assert frame.loc[~frame.method.str.startswith("lossbench"), "target"].isna().all()
+    printed = capsys.readouterr().out
+    assert "20 met" in printed or "20 NOT met" in printed
+
+
+def test_denormal_counter_counts_denormal_results_only():
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([tiny * 4, 1.0, 0.0])
+    with bench.DenormalCounter() as counter:
+        y = x / 8  # tiny / 2 is denormal; 1/8 and 0 are not
+        y.view(3, 1).t()  # views compute nothing: not counted
+    assert (counter.denormal, counter.results) == (1, 3)
+    assert counter.share == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shapes", "784-x-10"], "784-x-10"),
+    (["--shapes", "100-30-10"], "784 inputs"),
+    (["--steps", "0"], "--steps=0"),
+    (["--models", "0"], "at least 1 model"),
+])
+def test_bad_input_is_a_user_error(argv, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        bench.main(argv + ["--out", str(tmp_path)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without CUDA")
+def test_cuda_without_cuda_is_a_user_error(tmp_path, capsys):
+    assert cli.main(["bench", "--devices", "cuda", "--out", str(tmp_path)]) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err
+
+
+def test_full_needs_mnist(small_data, tmp_path):
+    with pytest.raises(UserError, match="--full"):
+        bench.main(["--data", "synthetic", "--full", "--out", str(tmp_path)])

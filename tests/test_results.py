@@ -1,0 +1,133 @@
+"""Tests of a sweep directory's files: atomic writes, rows keyed by run_id, checkpoints, config.yaml, the lock.
+
+    /work/venv/bin/python -m pytest tests/test_results.py
+"""
+
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lossbench import results
+from lossbench.errors import UserError
+
+
+def test_run_id_and_hash_are_deterministic():
+    settings = {"sizes": "784-30-10", "init": "large", "epochs": 30}
+    h = results.config_hash(settings)
+    assert len(h) == 8 and h == results.config_hash(dict(reversed(settings.items())))
+    assert h != results.config_hash(settings | {"epochs": 31})
+    assert results.run_id("sigmoid_ce", 0.5, 3, h) == f"sigmoid_ce_lr0.5_s3_{h}"
+    assert results.run_id("sigmoid_mse", 3.0, 0, h) == f"sigmoid_mse_lr3_s0_{h}"
+
+
+def test_metric_columns():
+    assert results.metric_columns(2) == ["train_cost", "val_acc", "val_cost", "test_acc", "test_cost",
+                                         "test_saturated", "grad_b1", "grad_w1", "grad_b2", "grad_w2"]
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "runs.csv"
+    results.atomic_write(path, b"old\n")
+    results.atomic_write(path, b"new\n")
+    assert path.read_bytes() == b"new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~results._UMASK  # not mkstemp's 0600
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "runs.csv"
+    results.atomic_write(path, b"old\n")
+
+    def killed(*args):
+        raise KeyboardInterrupt  # as if interrupted between writing and renaming
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        results.atomic_write(path, b"new\n")
+    assert path.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
+
+
+def test_remove_stale_temp_files(tmp_path):
+    (tmp_path / ".runs.csv.abc.tmp").write_text("half")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".x.pt.def.tmp").write_text("half")
+    (tmp_path / "runs.csv").write_text("run_id\n")
+    results.remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "runs.csv"]
+
+
+def test_write_rows_replaces_rows_by_run_id_and_keeps_written_text(tmp_path):
+    path = tmp_path / "runs.csv"
+    first = pd.DataFrame({"run_id": ["a", "b"], "acc": [0.1, 0.2], "diverged_epoch": pd.array([pd.NA, 3], "Int64")})
+    results.write_rows(path, first)
+    text = path.read_text()
+    assert text == "run_id,acc,diverged_epoch\na,0.1,\nb,0.2,3\n"
+    results.write_rows(path, pd.DataFrame({"run_id": ["c"], "acc": [0.3], "diverged_epoch": pd.array([pd.NA], "Int64")}))
+    results.write_rows(path, pd.DataFrame({"run_id": ["b"], "acc": [0.25], "diverged_epoch": pd.array([4], "Int64")}))
+    # ints stay ints, empties stay empty: old rows are copied as text, never re-parsed
+    assert path.read_text() == "run_id,acc,diverged_epoch\na,0.1,\nc,0.3,\nb,0.25,4\n"
+    assert results.finished_run_ids(tmp_path) == {"a", "b", "c"}
+    assert results.finished_run_ids(tmp_path / "nowhere") == set()
+
+
+def test_epoch_rows_are_run_major_with_nan_for_missing_metrics():
+    metrics = [{"val_acc": np.array([0.1, 0.2])},  # epoch 0: no training metrics
+               {"val_acc": np.array([0.3, 0.4]), "train_cost": np.array([1.0, 2.0])}]
+    rows = results.epoch_rows(["a", "b"], metrics, ["train_cost", "val_acc"])
+    assert rows["run_id"].tolist() == ["a", "a", "b", "b"] and rows["epoch"].tolist() == [0, 1, 0, 1]
+    assert rows["val_acc"].tolist() == [0.1, 0.3, 0.2, 0.4]
+    assert np.isnan(rows["train_cost"][0]) and rows["train_cost"][3] == 2.0
+
+
+def test_run_outcomes_first_best_epochs_and_all_nan_runs():
+    test = np.array([[0.1, 0.5, 0.5, 0.2], [np.nan] * 4, [0.3, 0.4, np.nan, np.nan]])
+    val = np.array([[0.2, 0.1, 0.3, 0.3], [np.nan] * 4, [0.5, 0.1, np.nan, np.nan]])
+    out = results.run_outcomes(test, val)
+    assert out["peak_test_acc"].tolist()[0::2] == [0.5, 0.4] and np.isnan(out["peak_test_acc"][1])
+    assert out["peak_epoch"].tolist() == [2, pd.NA, 2]  # the first epoch reaching the peak
+    assert out["val_selected_epoch"].tolist() == [3, pd.NA, 1]  # the first epoch with the best val acc
+    assert out["val_selected_test_acc"].tolist()[0::2] == [0.5, 0.3]
+    assert out["final_test_acc"][0] == 0.2 and np.isnan(out["final_test_acc"][2])  # diverged: no final
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    path = tmp_path / "checkpoints" / "sigmoid_ce.pt"
+    state = {"run_ids": ["a"], "ensemble": {"W": [torch.arange(6.0)], "diverged": np.zeros(2, np.int64)},
+             "metrics": [{"val_acc": np.array([0.5])}], "wall_time_s": 1.5}
+    results.save_checkpoint(path, state)
+    loaded = results.load_checkpoint(path)
+    assert loaded["run_ids"] == ["a"] and torch.equal(loaded["ensemble"]["W"][0], torch.arange(6.0))
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[-10] ^= 1
+    for bad in (bytes(flipped), good[: len(good) // 2], b"", b"not a checkpoint at all"):
+        path.write_bytes(bad)
+        with pytest.raises(results.CorruptCheckpoint):
+            results.load_checkpoint(path)
+
+
+def test_claim_directory_writes_then_refuses_another_config(tmp_path):
+    cfg = OmegaConf.create({"sweep": {"lrs": [0.5, 3.0], "seeds": 2}, "dtype": "float32"})
+    results.claim_directory(tmp_path, cfg)
+    written = (tmp_path / "config.yaml").read_text()
+    results.claim_directory(tmp_path, cfg)  # the same config: resume
+    other = OmegaConf.create({"sweep": {"lrs": [0.5, 3.0], "seeds": 5}, "dtype": "float32"})
+    with pytest.raises(UserError, match=r"config mismatch: .* \(sweep.seeds: 2 there, 5 now\)"):
+        results.claim_directory(tmp_path, other)
+    assert (tmp_path / "config.yaml").read_text() == written
+
+
+def test_lock_refuses_a_second_holder(tmp_path):
+    with results.directory_lock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(UserError, match=rf"another sweep \(pid {os.getpid()}\) is writing {tmp_path}"):
+            with results.directory_lock(tmp_path):
+                pass
+    with results.directory_lock(tmp_path):  # released when the first holder ends
+        pass
