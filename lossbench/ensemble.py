@@ -20,6 +20,7 @@ at its end: no host synchronisation per step. On CUDA the epoch's steps are
 replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
 """
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lossbench.pairs import get_pair, sigmoid_prime
+from lossbench.pairs import PAIRS, Pair, get_pair, sigmoid_prime
 
 if TYPE_CHECKING:
     from lossbench.data import Split
@@ -84,35 +85,29 @@ def init_params(seed: int, sizes: tuple[int, ...], init: str, generator: torch.G
 
 
 class Ensemble:
-    """M networks of the same sizes and pair, trained in lockstep.
+    """M networks of the same sizes, trained in lockstep; each has its own pair, eta and seed.
 
     Models that share a seed share their initialization and their batch order,
     so the first layer, which sees the raw images, runs once per seed group:
     W[0] is stored as [S, n_in, G * n_1] for S seed groups of G models (one
     gather and one wide matmul per group instead of G narrow ones). Later layers
     see different activations per model and are stored per model, [M, n_in, n_out].
-    Internally models are ordered by seed group; `params()`, the metrics and
-    `diverged_epoch` come back in the order of `specs`.
+    Internally models are ordered by seed group, and within a group by pair, so
+    each pair's models are one strided view of any [M, ...] tensor; `params()`,
+    the metrics and `diverged_epoch` come back in the order of `specs`.
     """
 
     def __init__(self, specs: list[RunSpec], cfg: TrainConfig, data: "Split"):
         if not specs:
             raise ValueError("an ensemble needs at least one RunSpec")
-        if len({s.pair for s in specs}) != 1:
-            raise ValueError("one ensemble holds one pair; group the specs by pair")
         n = data.train_x.shape[0]
         if not 1 <= cfg.batch_size <= n:
             raise ValueError(f"batch_size {cfg.batch_size} must be in 1..{n} (the training set size)")
         self.specs, self.cfg, self.data = list(specs), cfg, data
-        self.pair = get_pair(specs[0].pair)
         self.device = torch.device(cfg.device)
         self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
         dt, dev = cfg.dtype, self.device
-        # Seed groups: equal-sized groups share the first layer's work; otherwise one model per group.
-        self.order = np.argsort([s.seed for s in specs], kind="stable")  # internal index -> spec index
-        counts = np.unique([s.seed for s in specs], return_counts=True)[1]
-        self.G = int(counts[0]) if (counts == counts[0]).all() else 1
-        self.S = self.M // self.G
+        self._layout(specs)
         group_seeds = [specs[i].seed for i in self.order[:: self.G]]
         self.generators = [torch.Generator().manual_seed(seed) for seed in group_seeds]
         group_params = [init_params(seed, cfg.sizes, cfg.init, g) for seed, g in zip(group_seeds, self.generators)]
@@ -121,6 +116,7 @@ class Ensemble:
         self.b = [torch.stack([p[l][1] for p in per_model]).to(dev, dt) for l in range(self.L)]
         self.W[0], self.b[0] = self._per_group(self.W[0]), self._per_group(self.b[0])
         self.lr = torch.tensor([specs[i].lr for i in self.order], dtype=dt, device=dev).view(-1, 1, 1)
+        self._sigmoid_output = np.array([PAIRS[specs[i].pair].activation == "sigmoid" for i in self.order])
         self.neg_lr = -self.lr  # -eta, and 0 once a model diverged: frozen (updated in place, see _freeze)
         self.epoch = 0
         self._diverged = np.zeros(self.M, dtype=np.int64)  # internal order
@@ -133,6 +129,31 @@ class Ensemble:
         self._graphs: dict[int, tuple] = {}
 
     # --- layouts ------------------------------------------------------------
+    def _layout(self, specs: list[RunSpec]):
+        """Choose the internal order, the seed groups (S x G) and each pair's view of the model axis.
+
+        When every seed holds the same pairs in the same numbers, models are grouped
+        by seed (G = models per seed) and a pair is a range of positions within every
+        group. Otherwise each model is its own group (G = 1), ordered by pair, and a
+        pair is a range of groups. Either way a view [S, G, ...][pair_view] selects it.
+        """
+        M = self.M
+        by_seed = sorted(range(M), key=lambda i: (specs[i].seed, specs[i].pair, specs[i].lr, i))
+        groups = [list(g) for _, g in itertools.groupby(by_seed, key=lambda i: specs[i].seed)]
+        compositions = {tuple(specs[i].pair for i in g) for g in groups}
+        if len(compositions) == 1:
+            self.order, self.G = np.array(by_seed), len(groups[0])
+            per_position = [specs[i].pair for i in groups[0]]
+            ranges = {p: (per_position.index(p), len(per_position) - per_position[::-1].index(p)) for p in per_position}
+            self.pair_views = [(get_pair(p), (slice(None), slice(a, b))) for p, (a, b) in ranges.items()]
+        else:
+            self.order = np.array(sorted(range(M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
+            self.G = 1
+            per_model = [specs[i].pair for i in self.order]
+            ranges = {p: (per_model.index(p), M - per_model[::-1].index(p)) for p in per_model}
+            self.pair_views = [(get_pair(p), (slice(a, b), slice(None))) for p, (a, b) in ranges.items()]
+        self.S = M // self.G
+
     def _per_model(self, t: torch.Tensor) -> torch.Tensor:
         """[S, X, G * n] (seed-group layout) -> [M, X, n]."""
         S, X, _ = t.shape
@@ -174,9 +195,7 @@ class Ensemble:
             acts.append(torch.sigmoid(z))
             z = torch.baddbmm(self.b[l], acts[-1], self.W[l])
         M, B, K = z.shape
-        z = z.view(self.S, self.G, B, K)
-        self.cost_sum += self.pair.cost_fn(z, y).mean(-1).view(M)
-        delta = self.pair.delta(z, y).view(M, B, K)  # BP1
+        delta = self._output_delta(z.view(self.S, self.G, B, K), y).view(M, B, K)
         for l in reversed(range(self.L)):
             a_in = acts[l]
             prev = None
@@ -184,6 +203,16 @@ class Ensemble:
                 prev = torch.bmm(delta, self.W[l].transpose(1, 2)).mul_(torch.addcmul(a_in, a_in, a_in, value=-1))
             yield l, a_in, delta
             delta = prev
+
+    def _output_delta(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """BP1 through each model's own pair, for z [S, G, B, K]; adds each model's mean cost to cost_sum."""
+        delta = torch.empty_like(z)
+        cost = self.cost_sum.view(self.S, self.G)
+        for pair, view in self.pair_views:
+            z_pair, y_pair = z[view], y[view[0]]  # y [S, 1, B, K] is shared along a seed group
+            cost[view] += pair.cost_fn(z_pair, y_pair).mean(-1)
+            delta[view] = pair.delta(z_pair, y_pair)
+        return delta
 
     def _step(self, idx: torch.Tensor):
         """One mini-batch step for every model; idx [S, B] indexes the training set, one row per seed group."""
@@ -296,7 +325,7 @@ class Ensemble:
         for split, x, y in (("val", d.val_x, d.val_y), ("test", d.test_x, d.test_y)):
             acc, cost, saturated = self._evaluate_set(x, y)
             metrics[f"{split}_acc"], metrics[f"{split}_cost"] = acc, cost
-        metrics["test_saturated"] = saturated if self.pair.activation == "sigmoid" else np.full(self.M, np.nan)
+        metrics["test_saturated"] = np.where(self._sigmoid_output, saturated, np.nan)
         gone = self._diverged > 0
         return {k: self._to_spec_order(np.where(gone, np.nan, v)) for k, v in metrics.items()}
 
@@ -315,9 +344,11 @@ class Ensemble:
             z = (xc @ w1).view(len(xc), M, -1).transpose(0, 1) + b1
             for l in range(1, self.L):
                 z = torch.baddbmm(self.b[l], torch.sigmoid(z), self.W[l])
-            y1h = torch.nn.functional.one_hot(yc, self.cfg.sizes[-1]).to(dt).expand(M, -1, -1)
-            correct += (self.pair.predict(z) == yc).sum(1)
-            cost += self.pair.cost_fn(z, y1h).sum(1)
+            y1h = torch.nn.functional.one_hot(yc, self.cfg.sizes[-1]).to(dt)
+            correct += (Pair.predict(z) == yc).sum(1)
+            per_group = cost.view(self.S, self.G)
+            for pair, view in self.pair_views:
+                per_group[view] += pair.cost_fn(z.view(self.S, self.G, len(xc), -1)[view], y1h).sum(-1)
             saturated += (sigmoid_prime(z) < SATURATED).flatten(1).sum(1)
         n = len(x)
         return ((correct.double() / n).cpu().numpy(), (cost.double() / n).cpu().numpy(),

@@ -71,22 +71,39 @@ def test_last_partial_batch_follows_the_book():
         np.testing.assert_allclose(w[0].numpy(), w_ref, rtol=0, atol=1e-9)
 
 
-def test_model_in_ensemble_of_160_equals_model_alone():
-    """Model m's numbers depend only on its own spec: at most 1e-10 apart in float64."""
-    data = synthetic_split(200, n_eval=50)
-    cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
-    specs = [RunSpec("sigmoid_mse", lr, seed) for lr in (0.5, 1.0, 2.0, 3.0) for seed in range(40)]
+def assert_same_as_alone(specs, cfg, data, models, epochs=2):
+    """Models `models` of an ensemble of `specs` against each trained alone: 1e-10 apart (float64)."""
     ens = Ensemble(specs, cfg, data)
-    runs = [ens.train_epoch() for _ in range(2)]
-    for m in (0, 57, 159):
+    runs = [ens.train_epoch() for _ in range(epochs)]
+    for m in models:
         alone = Ensemble([specs[m]], cfg, data)
-        runs_alone = [alone.train_epoch() for _ in range(2)]
+        runs_alone = [alone.train_epoch() for _ in range(epochs)]
         for metrics, metrics_alone in zip(runs, runs_alone):
             for key, value in metrics_alone.items():
                 np.testing.assert_allclose(metrics[key][m], value[0], rtol=0, atol=1e-10, err_msg=key)
         for (w, b), (w1, b1) in zip(ens.params(), alone.params()):
             np.testing.assert_allclose(w[m].numpy(), w1[0].numpy(), rtol=0, atol=1e-10)
             np.testing.assert_allclose(b[m].numpy(), b1[0].numpy(), rtol=0, atol=1e-10)
+    return ens
+
+
+def test_model_in_ensemble_of_160_equals_model_alone():
+    """Model m's numbers depend only on its own spec, whatever shares its ensemble: 4 pairs x 2 lrs x 20 seeds."""
+    data = synthetic_split(200, n_eval=50)
+    cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
+    specs = [RunSpec(pair, lr, seed) for seed in range(20) for lr in (0.1, 0.5) for pair in PAIRS]
+    ens = assert_same_as_alone(specs, cfg, data, models=(0, 57, 98, 159))
+    assert (ens.S, ens.G) == (20, 8)
+
+
+def test_irregular_ensemble_falls_back_to_one_model_per_group():
+    """Seeds holding different pairs cannot share the first layer; the numbers stay the same."""
+    data = synthetic_split(100, n_eval=50)
+    cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
+    specs = [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 0.5, 0), RunSpec("sigmoid_ce", 0.1, 1),
+             RunSpec("linear_mse", 0.05, 2)]
+    ens = assert_same_as_alone(specs, cfg, data, models=range(4))
+    assert (ens.S, ens.G) == (4, 1)
 
 
 def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
