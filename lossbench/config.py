@@ -2,11 +2,12 @@
 
     python -m lossbench sweep --cfg job
 
-The config groups live in the repository's conf/ (data, model, optim, sweep, pair);
-named studies in experiments/NAME.yaml, selected with `+experiment=NAME`. `register()`
-puts the schema below into Hydra's ConfigStore, listed first in conf/config.yaml's
-defaults, so that a wrong type or an unknown key fails at composition; and it adds
-every sweep study in experiments/ as an option of the group `experiment`.
+The config groups live in the repository's conf/ (data, model, optim, sweep, pair,
+and hydra/launcher for cluster runs); named studies in experiments/NAME.yaml, selected
+with `+experiment=NAME`. `register()` puts the schema below into Hydra's ConfigStore,
+listed first in conf/config.yaml's defaults, so that a wrong type or an unknown key
+fails at composition; and it adds every sweep study in experiments/ as an option of
+the group `experiment`.
 `validate()` then checks what a type cannot say (a learning rate must be positive).
 """
 
@@ -78,6 +79,18 @@ class GridConfig:
 
 
 @dataclass
+class ShardConfig:
+    """One job's part of the grid: block `index` of the seeds cut into `count` contiguous blocks.
+
+    A multirun sweeps the index (`shard.count=4 'shard.index=range(4)'`); run ids do not
+    depend on it, so the jobs' results merge into those of one unsharded sweep.
+    """
+
+    count: int = 1
+    index: int = 0
+
+
+@dataclass
 class StudyConfig:
     """What a named study reproduces: printed beside the sweep's summary."""
 
@@ -94,6 +107,7 @@ class SweepConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sweep: GridConfig = field(default_factory=GridConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     device: Device = MISSING
     dtype: DType = MISSING
@@ -142,6 +156,19 @@ def seed_list(seeds: Any) -> list[int]:
     return listed
 
 
+def shard_seeds(seeds: list[int], count: int, index: int) -> list[int]:
+    """Block `index` of `seeds` cut into `count` contiguous blocks whose sizes differ by at most
+    one (shard.count, shard.index; e.g. 5 seeds in 2 blocks: [0, 1] and [2, 3, 4])."""
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"shard.index={index} with shard.count={count}: the index must be in 0..count-1 "
+                        "(count >= 1), e.g. --multirun shard.count=4 'shard.index=range(4)'.")
+    if count > len(seeds):
+        raise UserError(f"shard.count={count} is more than the {len(seeds)} seeds in sweep.seeds; "
+                        f"seeds are what shards split, so use at most {len(seeds)} shards.")
+    start, stop = (len(seeds) * k // count for k in (index, index + 1))
+    return seeds[start:stop]
+
+
 def _require_unique(key: str, values: list) -> None:
     seen = set()
     for value in values:
@@ -185,7 +212,7 @@ def validate(cfg: DictConfig) -> None:
                             "give learning rates > 0, e.g. sweep.lrs=[0.5,3.0].")
     # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
     _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
-    seed_list(cfg.sweep.seeds)
+    shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
 
     sizes = list(cfg.model.sizes)
     if len(sizes) < 2:

@@ -4,7 +4,8 @@
 
 Every file is written atomically (a temporary file in the same directory, fsync,
 os.replace, fsync of the directory), so a kill at any moment leaves either the old
-or the new version, never half of one. Rows are keyed by run_id: writing a run's
+or the new version, never half of one; a write that fails (a full disk) raises
+WriteError and leaves the old version too. Rows are keyed by run_id: writing a run's
 rows again replaces them, so a sweep that resumes never duplicates a run.
 The columns are documented in README.md ("Result files").
 """
@@ -64,20 +65,29 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class WriteError(UserError):
+    """A file of the sweep could not be written (a full disk, a read-only or broken directory)."""
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` so that no reader and no kill ever sees a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Replace `path` by `data` (creating its directory) so that no reader and no kill ever sees
+    a partial file; WriteError if that fails, with the old version of `path` left as it was."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {err}. The files written before it are intact.") from None
 
 
 def remove_stale_temp_files(directory: Path) -> None:
@@ -150,7 +160,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
-    path.parent.mkdir(exist_ok=True)
     atomic_write(path, CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 

@@ -9,8 +9,17 @@ pair's runs train as one Ensemble. The sweep directory (hydra.run.dir) gets
 config.yaml, runs.csv and epochs.csv (lossbench/results.py); after every epoch
 each unfinished ensemble is checkpointed, so the same command with
 hydra.run.dir=DIR continues an interrupted sweep to the same numbers.
+
+`--multirun` splits the grid into jobs, each a sweep of its own in
+hydra.sweep.dir/<job number>, run by any Hydra launcher (conf/hydra/launcher/:
+lossbench_local, lossbench_slurm): one job per pair (`'pair=glob(*,exclude=all)'`)
+and/or per block of seeds (`shard.count=N 'shard.index=range(N)'`). Run ids do
+not depend on the split, so `python -m lossbench analyze SWEEP_DIR` merges the
+jobs into the results of one sweep. A job that fails leaves the others' results;
+the same command with hydra.sweep.dir=SWEEP_DIR finishes what is missing.
 """
 
+import importlib
 import sys
 import tempfile
 import time
@@ -21,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -38,14 +48,31 @@ PROG = "python -m lossbench sweep"
 class _Session:
     """What main() must know about the Hydra app it started (Hydra returns nothing)."""
 
-    task_started = False  # a SystemExit(1) before the task is Hydra reporting bad overrides
+    # A SystemExit(1) before Hydra composed the config is Hydra reporting bad overrides (status 2).
+    # Set by the task, or for a multirun at its start: its jobs may run in other processes, and
+    # a failed job ends the multirun with Hydra's status 1.
+    config_composed = False
     created_output: Path | None = None  # removed again if the sweep stops on bad input while it is empty
+
+
+class JobFailed(CompactHydraException):
+    """A multirun job stopped by a UserError (bad input, a failed write). An exception, not an exit,
+    so that Hydra runs the other jobs; once all have ended it prints the first failed job's
+    overrides and this message (no traceback: a CompactHydraException) and exits 1."""
 
 
 def fail(message: str) -> None:
     """Stop on bad input the CLI's way: `error: ...`, status 2 (an exception would get Hydra's traceback)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def fail_job(message: str) -> None:
+    """fail(), or in a multirun job, fail only this job (its output shows the error at once)."""
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        fail(message)
+    print(f"error: {message}", file=sys.stderr)
+    raise JobFailed(f"error: {message}\nThe other jobs' results are kept.")
 
 
 class RequireWritableOutput(Callback):
@@ -55,6 +82,7 @@ class RequireWritableOutput(Callback):
         require_writable(Path(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _Session.config_composed = True
         require_writable(Path(config.hydra.sweep.dir))
 
 
@@ -87,7 +115,7 @@ class Sweep:
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device)
-        seeds = config.seed_list(cfg.sweep.seeds)
+        seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
         self.grid = {pair: [RunSpec(pair, lr, seed) for lr in cfg.sweep.lrs for seed in seeds]
                      for pair in cfg.sweep.pairs}
         self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
@@ -190,13 +218,18 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
         where = f"ch. {study.chapter}" + (f", {study.section}" if study.section else "")
         book = ", ".join(f"{100 * acc:.2f}%" for acc in study.book_test_acc)
         text.append(f"book ({where}): {book}. {study.setting}")
-    return "\n".join(text + [f"results: {out}/runs.csv, epochs.csv; more: python -m lossbench analyze {out}"])
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        more = f"all jobs merged: python -m lossbench analyze {Path(hydra_cfg.sweep.dir).resolve()}"
+    else:
+        more = f"more: python -m lossbench analyze {out}"
+    return "\n".join(text + [f"results: {out}/runs.csv, epochs.csv; {more}"])
 
 
 def resume_override() -> str:
     """The override that points the same command at this sweep's directory again."""
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:  # one directory per job under the sweep directory
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # one directory per job (number) under the sweep directory
         return f"hydra.sweep.dir={Path(hydra_cfg.sweep.dir).resolve()}"
     return f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
 
@@ -216,31 +249,51 @@ def sweep(cfg: DictConfig, out: Path) -> None:
 
 @hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig) -> None:
-    _Session.task_started = True
+    _Session.config_composed = True
     out = Path(HydraConfig.get().runtime.output_dir)
     try:
         sweep(cfg, out)
+    except results.WriteError as err:
+        fail_job(f"{err} Make room (or mend the directory), then resume: the same command plus {resume_override()}.")
     except UserError as err:
         if out.resolve() == _Session.created_output and not any(out.iterdir()):
             out.rmdir()  # nothing was written: leave no empty directory behind
-        fail(str(err))
+        fail_job(str(err))
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished runs and checkpoints are in {out}. Resume with the same command "
               f"plus {resume_override()}", file=sys.stderr)
         sys.exit(130)
 
 
+def check_launcher(argv: list[str]) -> None:
+    """A launcher acts only on a multirun (without one Hydra trains here, in this process), and
+    conf/hydra/launcher/lossbench_* need hydra-submitit-launcher (else Hydra "could not load" them)."""
+    chosen = [arg for arg in argv if arg.startswith("hydra/launcher=")]
+    if not chosen:
+        return
+    if not {"--multirun", "-m", "hydra.mode=MULTIRUN"} & set(argv):
+        raise UserError(f"{chosen[0]} launches the jobs of a multirun only; put --multirun before the "
+                        "overrides (without it the sweep would run here, in this process).")
+    try:
+        if chosen[0].startswith("hydra/launcher=lossbench_"):
+            importlib.import_module("hydra_plugins.hydra_submitit_launcher")
+    except ImportError:
+        raise UserError(f"{chosen[0]} needs hydra-submitit-launcher, which is not installed; install "
+                        "lossbench with its cluster extra: pip install -e '.[cluster]'.") from None
+
+
 def main(argv: list[str]) -> int:
     """Run the Hydra app on `argv` (Hydra reads sys.argv itself); the exit status as an int."""
+    check_launcher(argv)
     config.register()
     saved_argv, sys.argv = sys.argv, [PROG, *argv]
-    _Session.task_started, _Session.created_output = False, None
+    _Session.config_composed, _Session.created_output = False, None
     try:
         hydra_app()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         # Hydra prints a composition error (bad override, unknown option) and exits 1: bad input
-        return 2 if code == 1 and not _Session.task_started else code
+        return 2 if code == 1 and not _Session.config_composed else code
     finally:
         sys.argv = saved_argv
     return 0

@@ -3,6 +3,7 @@
     /work/venv/bin/python -m pytest tests/test_results.py
 """
 
+import errno
 import os
 import stat
 
@@ -51,6 +52,24 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         results.atomic_write(path, b"new\n")
     assert path.read_bytes() == b"old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
+
+
+def test_a_write_that_fails_is_a_write_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "runs.csv"
+    results.atomic_write(path, b"old\n")
+    results.atomic_write(tmp_path / "checkpoints" / "a.pt", b"x")  # makes the directory it writes into
+    with pytest.raises(results.WriteError, match=rf"cannot write {path}/a.pt: \[Errno 17\] File exists"):
+        results.atomic_write(path / "a.pt", b"x")  # a file where the directory should be
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(results.WriteError, match=rf"cannot write {path}: \[Errno 28\] No space left on device\. "
+                                                 "The files written before it are intact"):
+        results.atomic_write(path, b"new\n")
+    assert path.read_bytes() == b"old\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.pt", "checkpoints", "runs.csv"]
 
 
 def test_remove_stale_temp_files(tmp_path):

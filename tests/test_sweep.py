@@ -1,16 +1,18 @@
-"""Tests of `python -m lossbench sweep`: the CSVs, resuming after kill -9 / Ctrl-C, refusals, bad input.
+"""Tests of `python -m lossbench sweep`: the CSVs, resuming after kill -9 / Ctrl-C, damaged checkpoints,
+a full disk, refusals, bad input.
 
     /work/venv/bin/python -m pytest tests/test_sweep.py
 
 Needs MNIST (LOSSBENCH_DATA; conftest.py defaults it to ../shared/data/mnist) and
 skips without it. Most runs train a few models on a few hundred images for one or
-two epochs; bad-input checks call the CLI in-process, the smoke and resume tests
-run it as a subprocess, as a user does.
+two epochs; bad-input and fault checks call the CLI in-process, the smoke and
+kill tests run it as a subprocess, as a user does.
 """
 
+import errno
 import logging
 import os
-import shutil
+import random
 import signal
 import subprocess
 import sys
@@ -101,62 +103,146 @@ def test_cli_smoke_writes_the_contracts_csvs_and_never_recomputes(tmp_path):
     assert before == {name: (out / name).read_bytes() for name in ("runs.csv", "epochs.csv")}
 
 
-def start_until_checkpoint(args: list[str], checkpoint: Path) -> subprocess.Popen:
-    """Start the sweep; return once it has written `checkpoint` anew (a new file: they are replaced, not edited)."""
-    before = checkpoint.stat().st_ino if checkpoint.exists() else None
+def written(out: Path) -> tuple:
+    """What the sweep in `out` has written so far: every write replaces a file, so this changes with each."""
+    state = []
+    for path in (out / "runs.csv", out / "epochs.csv", *sorted((out / "checkpoints").glob("*.pt"))):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # deleted meanwhile: a pair's spent checkpoint
+            continue
+        state.append((path.name, stat.st_ino, stat.st_mtime_ns))
+    return tuple(state)
+
+
+def start_until_written(args: list[str], out: Path, writes: int = 1) -> subprocess.Popen:
+    """Start the sweep; return once it has written `writes` times (checkpoints, rows), or has ended."""
+    seen = written(out)
     proc = subprocess.Popen([sys.executable, "-m", "lossbench", "sweep", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not checkpoint.exists() or checkpoint.stat().st_ino == before:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.01)
+    while writes > 0 and proc.poll() is None:
+        assert time.monotonic() < deadline, "nothing written within 120 s"
+        time.sleep(0.002)
+        now = written(out)
+        writes -= now != seen
+        seen = now
     return proc
 
 
+KILLS = 6
+
+
 @pytest.mark.slow
-def test_kill9_and_ctrl_c_then_resume_give_the_uninterrupted_numbers(tmp_path):
-    grid = ["sweep.pairs=[sigmoid_ce,softmax_nll]", "sweep.lrs=[0.5,3.0]", "sweep.seeds=2", "optim.epochs=3",
-            "data.train_size=300", "data.val_size=1000", "dtype=float64"]
+def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_numbers(tmp_path, sweep_cli):
+    grid = ["sweep.pairs=[sigmoid_ce,softmax_nll]", "sweep.lrs=[0.5,3.0]", "sweep.seeds=2", "optim.epochs=12",
+            "model.sizes=[784,8,10]", "data.train_size=300", "data.val_size=500", "dtype=float64"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert run_subprocess([*grid, f"hydra.run.dir={whole}"]).returncode == 0
+    assert sweep_cli(*grid, f"hydra.run.dir={whole}")[0] == 0
+    args = [*grid, f"hydra.run.dir={cut}"]
 
-    args, checkpoint = [*grid, f"hydra.run.dir={cut}"], cut / "checkpoints" / "sigmoid_ce.pt"
-    proc = start_until_checkpoint(args, checkpoint)
-    proc.kill()  # SIGKILL: no cleanup at all
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (cut / "runs.csv").exists()  # it was cut during the first pair
-    cut_at = results.load_checkpoint(checkpoint)["ensemble"]["epoch"]
+    # SIGKILL (no cleanup at all) at seeded random moments: 1 to 3 writes (checkpoints, rows) into
+    # each run, then a random part of an epoch (about 25 ms here)
+    rng, errs = random.Random(9), []
+    for kill in range(KILLS):
+        proc = start_until_written(args, cut, writes=rng.randint(1, 3))
+        time.sleep(rng.uniform(0.0, 0.03))
+        assert proc.poll() is None, f"the sweep finished before kill {kill + 1} of {KILLS}: give it more epochs"
+        proc.kill()
+        errs.append(proc.communicate()[1])
+        assert proc.returncode == -signal.SIGKILL
+        print(f"kill {kill + 1}: {len(results.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
+    assert len(results.finished_run_ids(cut)) < 8  # the kills fell before the end
+    assert any("from its checkpoint after epoch" in err for err in errs)  # some run resumed an ensemble
 
-    # resume; interrupt with Ctrl-C as soon as it checkpoints its next epoch
-    proc = start_until_checkpoint(args, checkpoint)
+    # Ctrl-C once it writes again: a clean stop with the resume override
+    proc = start_until_written(args, cut)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
-    assert f"resuming sigmoid_ce from its checkpoint after epoch {cut_at}" in err
     assert proc.returncode == 130 and "interrupted" in err and f"hydra.run.dir={cut}" in err
     assert "Traceback" not in err
 
     finished = run_subprocess(args)
     assert finished.returncode == 0, finished.stderr
-    assert "resuming" in finished.stderr and "warning" not in finished.stderr
+    assert "warning" not in finished.stderr + "".join(errs)  # no kill left a checkpoint that fails to load
     assert_same_results(whole, cut)
+    runs, epochs = pd.read_csv(cut / "runs.csv"), pd.read_csv(cut / "epochs.csv")
+    assert len(runs) == 8 and runs["run_id"].is_unique
+    assert len(epochs) == 8 * 13 and not epochs.duplicated(["run_id", "epoch"]).any()
     assert not (cut / "checkpoints").exists()
-    assert not list(cut.glob(".*.tmp"))
+    assert not list(cut.rglob(".*.tmp"))
 
 
-def test_corrupt_checkpoint_is_not_used_and_the_pair_restarts(tmp_path, sweep_cli):
+def interrupt_after_first_checkpoint(monkeypatch):
+    """Make the in-process sweep stop (as on Ctrl-C) right after it writes its first checkpoint."""
+    save = results.save_checkpoint
+
+    def save_then_interrupt(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "save_checkpoint", save_then_interrupt)
+
+
+DAMAGE = {  # name -> what becomes of a checkpoint's bytes
+    "intact": lambda data: data,
+    "truncated to half": lambda data: data[: len(data) // 2],
+    "truncated to its header": lambda data: data[: len(results.CHECKPOINT_MAGIC) + 65],
+    "one bit flipped": lambda data: data[:-10] + bytes([data[-10] ^ 1]) + data[-9:],
+    "empty": lambda data: b"",
+    "foreign bytes": lambda data: results.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_never_used_and_its_pair_restarts(tmp_path, sweep_cli, monkeypatch, damage):
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
     args = [*TINY, "optim.epochs=2", "sweep.seeds=2"]
     assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
-    damaged.mkdir()
-    shutil.copy(reference / "config.yaml", damaged / "config.yaml")
-    (damaged / "checkpoints").mkdir()
-    (damaged / "checkpoints" / "sigmoid_ce.pt").write_bytes(results.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage")
+    with monkeypatch.context() as patch:
+        interrupt_after_first_checkpoint(patch)
+        assert sweep_cli(*args, f"hydra.run.dir={damaged}")[0] == 130
+    checkpoint = damaged / "checkpoints" / "sigmoid_ce.pt"
+    checkpoint.write_bytes(DAMAGE[damage](checkpoint.read_bytes()))
+
     code, _, err = sweep_cli(*args, f"hydra.run.dir={damaged}")
     assert code == 0
-    assert "warning: not resuming from" in err and "fails its checksum" in err and "from scratch" in err
+    if damage == "intact":  # the control: a sound checkpoint is used
+        assert "resuming sigmoid_ce from its checkpoint after epoch 1" in err and "warning" not in err
+    else:
+        assert f"warning: not resuming from {checkpoint}" in err and "from scratch" in err
+        assert "fails its checksum" in err and "resuming sigmoid_ce from its checkpoint" not in err
     assert_same_results(reference, damaged)
+
+
+@pytest.mark.parametrize("target", ["softmax_nll.pt", "epochs.csv", "runs.csv"])
+def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_path, sweep_cli, monkeypatch, target):
+    """The disk fills up while the second pair (softmax_nll) writes `target`; we run as root, so a
+    read-only directory would not stop us: os.replace fails instead, as on a full disk."""
+    reference, full = tmp_path / "reference", tmp_path / "full"
+    args = ["sweep.pairs=[sigmoid_ce,softmax_nll]", *TINY[1:], "optim.epochs=2", "sweep.seeds=2"]
+    assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
+    replace = os.replace
+
+    def full_disk(src, dst):
+        if Path(dst).name == target and (target.endswith(".pt") or Path(dst).exists()):  # the second pair's write
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", full_disk)
+        code, stdout, stderr = sweep_cli(*args, f"hydra.run.dir={full}")
+    path = full / "checkpoints" / target if target.endswith(".pt") else full / target
+    assert code == 2 and "Traceback" not in stdout + stderr
+    assert f"error: cannot write {path}: [Errno 28] No space left on device. The files written before it are intact." in stderr
+    assert f"resume: the same command plus hydra.run.dir={full}" in stderr
+    first_pair = read_all(reference)["runs.csv"].query("pair == 'sigmoid_ce'")
+    pd.testing.assert_frame_equal(read_all(full)["runs.csv"], first_pair, check_exact=True)
+    assert not list(full.rglob(".*.tmp"))
+
+    code, stdout, _ = sweep_cli(*args, f"hydra.run.dir={full}")
+    assert code == 0 and "4 runs (2 already finished)" in stdout
+    assert_same_results(reference, full)
 
 
 def test_other_config_into_the_same_directory_is_refused(tmp_path, sweep_cli):
@@ -204,6 +290,8 @@ BAD_INPUT = {  # name -> (overrides, what the message must say)
     "missing data": (["data.root={tmp}/nothing"], "{tmp}/nothing"),
     "corrupt data": (["data.root={corrupt}"], "train-images-idx3-ubyte.gz: truncated or corrupt gzip file"),
     "unwritable output": (["hydra.run.dir={tmp}/a_file/sweep"], "cannot write the output directory {tmp}/a_file/sweep"),
+    "shard out of range": (["shard.count=2", "shard.index=2"], "shard.index=2 with shard.count=2: the index must be in 0..count-1"),
+    "more shards than seeds": (["shard.count=2"], "shard.count=2 is more than the 1 seeds in sweep.seeds"),
 }
 
 
