@@ -15,17 +15,21 @@ after --warmup untimed ones, from a fresh initialization: model-epochs/s = model
 (steps per epoch) / seconds. It then times one evaluation of all its models on validation +
 test, which every real epoch ends with, and combines the two into train+eval model-epochs/s.
 FLOPs are counted, not measured (`train_flops_per_example`), and set against the peak that a
-large float32 matmul reaches on the same device in the same run. On the cpu a last pair of rows
-times the sweep's ensembles after some training, with denormals flushed and not. --full adds the
-whole default sweep (`python -m lossbench sweep`) timed end to end.
+large float32 matmul reaches on the same device in the same run. The rows run as lossbench runs:
+importing lossbench.ensemble has every cpu thread flush denormal numbers to zero. Three last rows
+time the sweep's ensembles after some training with denormals not flushed, flushed by the main
+thread only, and flushed by all threads (`time_flush_modes`). --full adds the whole default sweep
+(`python -m lossbench sweep`, with --sweep-overrides) timed end to end.
 """
 
 import argparse
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +42,7 @@ import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -54,13 +59,14 @@ N_INPUTS = 784
 PAIR = "sigmoid_ce"  # what BCEWithLogitsLoss, the plain loop's built-in loss, computes
 LR = 0.5  # the book's eta for that pair (ch. 3)
 PEAK_N = {"cpu": 2048, "cuda": 8192}  # the peak's matmul size: near peak on each, seconds at most
+BUSY = 0.1  # other processes' share of the cpus above which a row's timing is suspect
 TARGET_MODELS = 160
 TARGETS = {("cpu", "784-30-10"): 20.0, ("cuda", "784-30-10"): 800.0, ("cuda", "784-100-10"): 300.0}  # issue 8
 COLUMNS = ["method", "shape", "models", "layout", "device", "dtype", "steps", "seconds", "model_epochs_per_s",
            "gflops", "peak_share", "torch_version", "numpy_version", "device_name", "date",
            # beyond issue 8's list: the evaluation, and the setting and conditions of the row
            "eval_s_per_epoch", "train_eval_model_epochs_per_s", "peak_gflops", "data", "trained_steps",
-           "flush_denormal", "denormal_share", "threads", "load1", "target"]
+           "flush_denormal", "denormal_share", "threads", "load1", "other_cpu", "target"]
 
 
 # --- FLOPs and the peak ------------------------------------------------------
@@ -76,7 +82,8 @@ def train_gflop_per_model_epoch(sizes: tuple[int, ...]) -> float:
 
 
 def fp32_peak_gflops(device: torch.device) -> float:
-    """GFLOP/s of the fastest of 6 N x N x N float32 matmuls (N = PEAK_N), true FP32 (no TF32)."""
+    """GFLOP/s of the fastest of 6 N x N x N float32 matmuls (N = PEAK_N), true FP32 (no TF32): the
+    peak that the rows are compared with, measured rather than taken from a datasheet."""
     n = PEAK_N[device.type]
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     precision = torch.get_float32_matmul_precision()
@@ -251,79 +258,128 @@ class DenormalCounter(TorchDispatchMode):
         return self.denormal / max(self.results, 1)
 
 
-def time_flush_denormal(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
-                        trained: int) -> dict[bool, tuple[Timing, float]]:
-    """flush -> (timing, denormal share) of the ensembles of `groups` on the cpu after `trained` steps.
+def flushed_share() -> float:
+    """The share of a large parallel op's denormal results that come out as 0 in this process now.
 
-    Saturated sigmoid nets make denormal numbers (|x| < 1.2e-38 in float32), which many CPUs
-    handle in slow microcode unless flushed to zero. Flush off and on alternate, twice, so that
-    both see the same state of the nets and of the machine's load; the fastest of each counts.
+    torch.set_flush_denormal sets the calling thread's MXCSR only; OpenMP threads copy it when
+    they start, on the first parallel op. So this is 0 (off), 1 (on), or about 1 / threads when
+    only the main thread flushes (set after the threads started). lossbench.ensemble sets it on
+    import, before they start.
     """
-    cpu = torch.device("cpu")
-    ensembles = [Ensemble(specs, TrainConfig(sizes=sizes), data) for specs in groups]
-    batches = [batch_indices(e, trained + s.warmup + 4 * s.steps) for e in ensembles]
-    torch.set_flush_denormal(False)
-    counter = DenormalCounter()
+    tiny = torch.finfo(torch.float32).tiny
+    return float((torch.full((1 << 22,), 4 * tiny) / 8 == 0).float().mean())
+
+
+FLUSH_MODES = ("off", "main thread", "on")
+CHILD = "import json, sys; from lossbench import bench; print(json.dumps(bench.flush_child(json.loads(sys.argv[1]))))"
+
+
+def time_flush_modes(groups: list[list[RunSpec]], sizes: tuple[int, ...], split: Split, s: Settings,
+                     trained: int) -> dict[str, dict]:
+    """Flush mode -> timing of the ensembles of `groups` on the cpu after `trained` steps (`flush_child`).
+
+    Saturated sigmoid nets produce denormal numbers (|x| < 1.2e-38 in float32), which x86 cores
+    handle in slow microcode unless flushed to zero. A flush mode must be set before the OpenMP
+    threads start, so each mode runs in a fresh process, one after another.
+    """
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "split.pt"
+        torch.save({f.name: getattr(split, f.name) for f in dataclasses.fields(split)}, data)
+        for mode in FLUSH_MODES:
+            params = dict(mode=mode, data=str(data), sizes=list(sizes), trained=trained, settings=dataclasses.asdict(s),
+                          threads=torch.get_num_threads(), groups=[[dataclasses.astuple(x) for x in g] for g in groups])
+            child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(params)], capture_output=True, text=True)
+            if child.returncode:
+                raise RuntimeError(f"the flush-mode run ({mode}) failed:\n{child.stderr}")
+            results[mode] = json.loads(child.stdout.splitlines()[-1])
+    return results
+
+
+def flush_child(params: dict) -> dict:
+    """The body of one `time_flush_modes` process: train, count denormals in a step, time, evaluate."""
+    mode, trained, s = params["mode"], params["trained"], Settings(**params["settings"])
+    torch.set_num_threads(params["threads"])
+    torch.set_flush_denormal(mode == "on")  # importing lossbench.ensemble turned it on
+    torch.ones(1 << 22).add_(1)  # starts the OpenMP threads now: they keep this mode
+    split = Split(**torch.load(params["data"]))
+    cfg = TrainConfig(sizes=tuple(params["sizes"]))
+    ensembles = [Ensemble([RunSpec(*spec) for spec in specs], cfg, split) for specs in params["groups"]]
+    torch.set_flush_denormal(mode != "off")  # the main thread only: the OpenMP threads keep theirs
+    cpu, counter = torch.device("cpu"), DenormalCounter()
+    batches = [batch_indices(e, trained + 1 + s.warmup + s.repeat * s.steps) for e in ensembles]
     for e, b in zip(ensembles, batches):
-        for idx in b[:trained + s.warmup]:
+        for idx in b[:trained]:
             e._step(idx)
         with counter:
-            e._step(b[trained + s.warmup])
-    best = {}
-    for window in range(4):
-        flush = bool(window % 2)
-        torch.set_flush_denormal(flush)
-        start = trained + s.warmup + window * s.steps
-        train_s = sum(_seconds(lambda: [e._step(idx) for idx in b[start:start + s.steps]], cpu)
-                      for e, b in zip(ensembles, batches))
-        if flush not in best or train_s < best[flush].train_s:
-            best[flush] = Timing(s.steps, train_s, sum(_seconds(e.evaluate, cpu) for e in ensembles))
-    return {flush: (timing, counter.share) for flush, timing in best.items()}
+            e._step(b[trained])
+        for idx in b[trained + 1:trained + 1 + s.warmup]:
+            e._step(idx)
+    first = trained + 1 + s.warmup
+    windows = [sum(_seconds(lambda: [e._step(idx) for idx in b[start:start + s.steps]], cpu)
+                   for e, b in zip(ensembles, batches))
+               for start in range(first, first + s.repeat * s.steps, s.steps)]
+    return dict(steps=s.steps, train_s=min(windows), eval_s=sum(_seconds(e.evaluate, cpu) for e in ensembles),
+                denormal_share=counter.share, flushed=flushed_share())
 
 
 # --- the default sweep ----------------------------------------------------------
-def default_sweep_config() -> DictConfig:
-    """conf/config.yaml as `python -m lossbench sweep` composes it with no overrides."""
+def sweep_config(overrides: list[str]) -> DictConfig:
+    """conf/config.yaml with `overrides`, as `python -m lossbench sweep OVERRIDES` composes it."""
     config.register()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config")
-    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    except HydraException as err:
+        raise UserError(f"--sweep-overrides {' '.join(overrides)}: {err}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    config.validate(cfg)
     return cfg
 
 
-def sweep_layout(cfg: DictConfig) -> tuple[str, list[list[RunSpec]]]:
-    """The default sweep's layout label and its ensembles, one per pair (the grid of lossbench.sweep.Sweep)."""
+def sweep_ensembles(cfg: DictConfig) -> list[list[RunSpec]]:
+    """The sweep's ensembles: one per pair, of seeds x learning rates (the grid of lossbench.sweep.Sweep)."""
     seeds, lrs = config.seed_list(cfg.sweep.seeds), list(cfg.sweep.lrs)
-    groups = [[RunSpec(pair, lr, seed) for lr in lrs for seed in seeds] for pair in cfg.sweep.pairs]
-    return f"sweep: {len(groups)} pairs x {len(seeds)} seeds x {len(lrs)} lrs", groups
+    return [[RunSpec(pair, lr, seed) for lr in lrs for seed in seeds] for pair in cfg.sweep.pairs]
 
 
-def layouts(models: int, sweep: tuple[str, list[list[RunSpec]]], lrs: list[float]) -> dict[str, list[list[RunSpec]]]:
+def _seeds_x_lrs(specs: list[RunSpec]) -> str:
+    return f"{len({s.seed for s in specs})} seeds x {len({s.lr for s in specs})} lrs"
+
+
+def sweep_label(ensembles: list[list[RunSpec]]) -> str:
+    return f"sweep: {len(ensembles)} ensembles of {_seeds_x_lrs(ensembles[0])}"
+
+
+def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[str, list[list[RunSpec]]]:
     """Layout label -> the ensembles, trained one after another, that make up `models` models.
 
     Every model its own seed (learning rates cycling through the sweep's), so no two share the
     first layer's work; seed groups of the sweep's len(lrs) learning rates, in one ensemble; and,
-    at the sweep's size, the default `sweep` itself: one ensemble of seeds x learning rates per pair.
+    at the sweep's size, the sweep's own ensembles (one per pair), and all its models in one
+    ensemble (each seed group then holds every pair: pairs x lrs models).
     """
     k = len(lrs)
     out = {f"{models} seed{'s' * (models > 1)}": [[RunSpec(PAIR, lrs[m % k], m) for m in range(models)]]}
     if models > k and models % k == 0:
         out[f"{models // k} seeds x {k} lrs"] = [[RunSpec(PAIR, lr, seed) for seed in range(models // k)
                                                   for lr in lrs]]
-    label, groups = sweep
-    if models == sum(map(len, groups)):
-        out[label] = groups
+    if models == sum(map(len, sweep)):
+        out[sweep_label(sweep)] = sweep
+        if len(sweep) > 1:
+            out[f"{len(sweep)} pairs x {_seeds_x_lrs(sweep[0])}, 1 ensemble"] = [[s for e in sweep for s in e]]
     return out
 
 
-def time_full_sweep(sizes: tuple[int, ...], device: torch.device, data_root: str | None, out: Path) -> float:
-    """Seconds of `python -m lossbench sweep` with the default grid, these sizes, in a fresh directory."""
+def time_full_sweep(sizes: tuple[int, ...], device: torch.device, overrides: list[str], out: Path) -> float:
+    """Seconds of `python -m lossbench sweep OVERRIDES` for these sizes, in a fresh directory under `out`."""
     from lossbench import sweep  # a Hydra app: imported only when --full asks for it
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"full_sweep_{shape_name(sizes)}_{device.type}_", dir=out))
-    overrides = [f"model.sizes=[{','.join(map(str, sizes))}]", f"device={device.type}", f"hydra.run.dir={run_dir}"]
-    overrides += [f"data.root={data_root}"] if data_root else []
+    overrides = [*overrides, f"model.sizes=[{','.join(map(str, sizes))}]", f"device={device.type}",
+                 f"hydra.run.dir={run_dir}"]
     start = time.perf_counter()
     status = sweep.main(overrides)
     seconds = time.perf_counter() - start
@@ -331,6 +387,12 @@ def time_full_sweep(sizes: tuple[int, ...], device: torch.device, data_root: str
         raise UserError(f"the full sweep `python -m lossbench sweep {' '.join(overrides)}` stopped with status "
                         f"{status}; its message is above.")
     return seconds
+
+
+def sweep_steps(cfg: DictConfig) -> int:
+    """Mini-batches per model of a whole sweep: its epochs x steps per epoch (the last batch may be short)."""
+    n_train = cfg.data.train_size or EPOCH_EXAMPLES
+    return cfg.optim.epochs * math.ceil(n_train / cfg.optim.batch_size)
 
 
 # --- data, devices, rows ----------------------------------------------------------
@@ -377,6 +439,18 @@ def device_name(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cpus"
 
 
+def cpu_seconds() -> tuple[float, float, float]:
+    """(wall, busy cpu seconds of the whole machine, cpu seconds of this process and its children)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):  # not Linux
+        busy = math.nan
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
 def shape_name(sizes: tuple[int, ...]) -> str:
     return "-".join(map(str, sizes))
 
@@ -384,36 +458,64 @@ def shape_name(sizes: tuple[int, ...]) -> str:
 class Table:
     """The rows so far; bench.csv is rewritten after each, so an interrupted run keeps what it measured."""
 
-    def __init__(self, out: Path, data: str, peak: dict[str, float], names: dict[str, str], flush: bool):
-        self.path, self.data, self.peak, self.names, self.flush = out / "bench.csv", data, peak, names, flush
+    def __init__(self, out: Path, data: str, names: dict[str, str]):
+        self.path, self.data, self.names = out / "bench.csv", data, names
+        self.peak: dict[str, float] = {}
         self.rows: list[dict] = []
+        self.since = cpu_seconds()  # the end of the last row: a row's work is what follows it
 
     def add(self, method: str, sizes: tuple[int, ...], models: int, layout: str, device: torch.device,
-            timing: Timing, dtype: str = "float32", trained_steps: int = 0, flush: bool | None = None,
-            denormal_share: float = math.nan, load1: float = math.nan, combined: bool = False) -> None:
-        """combined: timing.train_s already includes evaluation (the full sweep)."""
+            timing: Timing, dtype: str = "float32", trained_steps: int = 0, flushed: float | None = None,
+            denormal_share: float = math.nan, combined: bool = False) -> None:
+        """flushed: as `flushed_share`, by default this process's now (cpu). combined: timing.train_s
+        already includes evaluation (the full sweep)."""
         rate = models * timing.steps / EPOCH_STEPS / timing.train_s
         gflops = rate * train_gflop_per_model_epoch(sizes)
         epoch_s = timing.train_s / timing.steps * EPOCH_STEPS
+        cpu = device.type == "cpu"
         is_target = method.startswith("lossbench") and models == TARGET_MODELS
         row = dict(
             method=method, shape=shape_name(sizes), models=models, layout=layout, device=device.type, dtype=dtype,
             steps=timing.steps, seconds=timing.train_s, model_epochs_per_s=rate, gflops=gflops,
-            peak_share=gflops / self.peak[device.type], torch_version=torch.__version__,
+            peak_share=math.nan, torch_version=torch.__version__,
             numpy_version=np.__version__, device_name=self.names[device.type],
             date=datetime.datetime.now().isoformat(timespec="seconds"), eval_s_per_epoch=timing.eval_s,
             train_eval_model_epochs_per_s=rate if combined else models / (epoch_s + timing.eval_s),
-            peak_gflops=self.peak[device.type], data=self.data, trained_steps=trained_steps,
-            flush_denormal=self.flush if flush is None else flush, denormal_share=denormal_share,
-            threads=torch.get_num_threads() if device.type == "cpu" else math.nan, load1=load1,
+            peak_gflops=math.nan, data=self.data, trained_steps=trained_steps,
+            flush_denormal=(flushed_share() if flushed is None else flushed) if cpu else math.nan,
+            denormal_share=denormal_share, threads=torch.get_num_threads() if cpu else math.nan,
+            load1=os.getloadavg()[0], other_cpu=self.other_cpu(),
             target=TARGETS.get((device.type, shape_name(sizes)), math.nan) if is_target else math.nan)
         self.rows.append(row)
         self.frame().to_csv(self.path, index=False)
-        print(f"  {method:<16} {row['shape']:<10} {layout:<32} {device.type:<4} {rate:9.3f} model-epochs/s "
-              f"(load {load1:.1f})", file=sys.stderr, flush=True)
+        print(f"  {method:<16} {row['shape']:<10} {layout:<38} {device.type:<4} {rate:9.3f} model-epochs/s "
+              f"(other processes: {row['other_cpu']:.0%} of the cpus)", file=sys.stderr, flush=True)
+
+    def other_cpu(self) -> float:
+        """The share of the machine's cpu time that other processes took since the last row."""
+        now = cpu_seconds()
+        (wall, busy, own), self.since = (b - a for a, b in zip(self.since, now)), now
+        return max(0.0, busy - own) / (wall * os.cpu_count())
+
+    def measure_peak(self, devices: list[torch.device]) -> None:
+        """Measure each device's peak (again) and keep the best: a busy machine lowers it."""
+        for d in devices:
+            self.peak[d.type] = max(self.peak.get(d.type, 0.0), fp32_peak_gflops(d))
+        if self.rows:
+            self.frame().to_csv(self.path, index=False)
+        self.since = cpu_seconds()
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=COLUMNS)
+        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        frame["peak_gflops"] = frame.device.map(self.peak)
+        frame["peak_share"] = frame.gflops / frame.peak_gflops
+        return frame
+
+
+def flush_label(share: float) -> str:
+    if pd.isna(share):
+        return ""
+    return "off" if share == 0 else "on" if share == 1 else "main thr"
 
 
 def summary(frame: pd.DataFrame) -> str:
@@ -421,25 +523,50 @@ def summary(frame: pd.DataFrame) -> str:
     f = frame.copy()
     base = frame[frame.trained_steps == 0]
 
-    def baseline(method: str, row: pd.Series, same_device: bool) -> float:
+    def ratio(method: str, row: pd.Series, same_device: bool) -> float:
         match = base[(base.method == method) & (base["shape"] == row["shape"])
                      & ((base.device == row.device) if same_device else True)]
         return row.model_epochs_per_s / match.model_epochs_per_s.iloc[0] if len(match) else math.nan
 
-    f["x_plain"] = [baseline("plain_pytorch", r, True) for _, r in frame.iterrows()]
-    f["x_numpy"] = [baseline("numpy_book", r, False) for _, r in frame.iterrows()]
+    f["x_plain"] = [ratio("plain_pytorch", r, True) for _, r in frame.iterrows()]
+    f["x_numpy"] = [ratio("numpy_book", r, False) for _, r in frame.iterrows()]
     f["target"] = [f"{t:g} {'met' if r >= t else 'NOT met'}" if pd.notna(t) else ""
                    for t, r in zip(frame.target, frame.model_epochs_per_s)]
     f["peak_share"] = (100 * frame.peak_share).map("{:.2f}%".format)
-    f["flush"] = frame.flush_denormal.map({True: "on", False: "off"})
-    f["trained"] = frame.trained_steps
+    f["flush"] = frame.flush_denormal.map(flush_label)
+    f["denormal_share"] = frame.denormal_share.map(lambda v: f"{v:.1e}" if pd.notna(v) else "")
     shown = {"method": "method", "shape": "shape", "models": "models", "layout": "layout", "device": "dev",
-             "steps": "steps", "trained": "trained", "flush": "flush", "model_epochs_per_s": "model-ep/s",
-             "gflops": "GFLOP/s", "peak_share": "of peak", "eval_s_per_epoch": "eval s",
-             "train_eval_model_epochs_per_s": "train+eval model-ep/s", "x_plain": "x plain", "x_numpy": "x numpy",
-             "target": "target (160 models)"}
+             "steps": "steps", "trained_steps": "trained", "flush": "flush", "denormal_share": "denormals",
+             "model_epochs_per_s": "model-ep/s", "gflops": "GFLOP/s", "peak_share": "of peak",
+             "eval_s_per_epoch": "eval s", "train_eval_model_epochs_per_s": "train+eval", "x_plain": "x plain",
+             "x_numpy": "x numpy", "target": "target"}
     table = f[list(shown)].rename(columns=shown)
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}")
+
+
+def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
+    lines = [f"data: {data}. model-ep/s = models x steps / {EPOCH_STEPS} / seconds (fastest timed window); "
+             f"GFLOP/s from the counted FLOPs: forward + weight gradients + deltas, x {EPOCH_EXAMPLES} examples "
+             f"per model-epoch."]
+    for device, gflops in peak.items():
+        n = PEAK_N[device]
+        name = frame.loc[frame.device == device, "device_name"].iloc[0]
+        lines.append(f"peak ({device}): {gflops:.1f} GFLOP/s, the best of a {n}x{n}x{n} float32 matmul measured "
+                     f"at the start and the end of this run on {name}; 'of peak' is relative to it.")
+    lines += [f"eval s: one evaluation of all the row's models on validation + test (20,000 images), which every "
+              f"epoch ends with; train+eval: model-ep/s with it. x plain / x numpy: model-ep/s over the plain loop's "
+              f"(same device) and the book's NumPy's (cpu), same shape.",
+              "flush: denormals flushed to 0 by no thread, by the main thread only (torch.set_flush_denormal "
+              "called once the OpenMP threads run), or by all threads (lossbench: set on import); denormals: "
+              "their share among one step's results; trained: steps trained before the timing.",
+              f"target: issue 8's, for {TARGET_MODELS} models. Load (1 min, this run included) over the rows: "
+              f"{frame.load1.min():.2f}..{frame.load1.max():.2f} on {os.cpu_count()} cpus; other processes took "
+              f"{frame.other_cpu.min():.0%}..{frame.other_cpu.max():.0%} of the cpus' time (other_cpu column)."]
+    busy = frame[(frame.device == "cpu") & (frame.other_cpu > BUSY)]
+    if len(busy):
+        lines.append(f"warning: other processes took over {BUSY:.0%} of the cpus during {len(busy)} cpu rows; their "
+                     f"timings can be many times too low: a step's OpenMP ops wait for a descheduled thread.")
+    return "\n".join(lines)
 
 
 # --- command line -----------------------------------------------------------------
@@ -457,28 +584,30 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lossbench bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=500, help="timed mini-batches per model, lossbench rows")
-    p.add_argument("--baseline-steps", type=int, default=200, help="timed mini-batches, plain and NumPy rows")
-    p.add_argument("--warmup", type=int, default=20, help="untimed mini-batches before each timing "
-                   f"(with CUDA graphs: one graph of {GRAPH_STEPS})")
-    p.add_argument("--repeat", type=int, default=1, help="timed windows per row; the fastest counts")
-    p.add_argument("--shapes", nargs="+", default=["784-30-10", "784-100-10"])
+    p.add_argument("--steps", type=int, default=300, help="timed mini-batches per model and window, lossbench rows")
+    p.add_argument("--baseline-steps", type=int, default=200, help="the same for the plain loop and NumPy rows")
+    p.add_argument("--warmup", type=int, default=20, help="untimed mini-batches before the timing "
+                   f"(with CUDA graphs: one graph of {GRAPH_STEPS} steps, and windows are whole graphs)")
+    p.add_argument("--repeat", type=int, default=2, help="timed windows per row; the fastest counts")
+    p.add_argument("--shapes", nargs="+", default=["784-30-10", "784-100-10"], help="layer sizes, 784-...-10")
     p.add_argument("--models", nargs="+", type=int, default=[1, 10, 160], help="ensemble sizes")
     p.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
-                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"], help="cuda: when torch sees one")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="cpu threads (torch.set_num_threads); on a busy machine 1 thread suffers far less")
     p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
                    help="auto: MNIST (--data-root, else LOSSBENCH_DATA) when it loads, else synthetic")
     p.add_argument("--data-root", default=None, help="directory of the MNIST IDX files")
     p.add_argument("--denormal-steps", type=int, default=2000,
-                   help="cpu: train the sweep's ensembles this long, then time them with denormals flushed and "
-                        "not (0: skip)")
-    p.add_argument("--flush-denormal", action="store_true",
-                   help="flush denormals to zero in every row (torch.set_flush_denormal; off is PyTorch's default)")
+                   help="cpu: train the sweep's ensembles (first shape) this many steps, then time them in each "
+                        "flush mode (0: skip)")
     p.add_argument("--full", action="store_true",
                    help="also run the whole default sweep (30 epochs, with evaluation) per shape and device")
-    p.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    p.add_argument("--sweep-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="Hydra overrides of the sweep: for --full and for the 'sweep' layout (e.g. sweep.seeds=20)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="directory for bench.csv")
     args = p.parse_args(argv)
-    for name in ("steps", "baseline_steps", "repeat"):
+    for name in ("steps", "baseline_steps", "repeat", "threads"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)}: give a count >= 1.")
     for name in ("warmup", "denormal_steps"):
@@ -498,68 +627,49 @@ def main(argv: list[str]) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --out {args.out} ({err.strerror or err}); choose a writable directory.")
+    torch.set_num_threads(args.threads)
     split = bench_data(args.data, args.data_root)
     if args.full and split.name != "mnist":
         raise UserError("--full runs the real sweep, which trains on MNIST; MNIST did not load (see above).")
     settings = Settings(args.steps, args.baseline_steps, args.warmup, args.repeat)
-    sweep_cfg = default_sweep_config()
-    sweep, lrs = sweep_layout(sweep_cfg), list(sweep_cfg.sweep.lrs)
-    sweep_models = sum(map(len, sweep[1]))
+    sweep_cfg = sweep_config(args.sweep_overrides)
+    sweep, lrs = sweep_ensembles(sweep_cfg), list(sweep_cfg.sweep.lrs)
+    sweep_models = sum(map(len, sweep))
     devices = [torch.device(name) for name in args.devices]
-    torch.set_flush_denormal(args.flush_denormal)
-    print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load {os.getloadavg()[0]:.2f}; "
-          f"peak FP32 matmul ...", file=sys.stderr, flush=True)
-    peak = {d.type: fp32_peak_gflops(d) for d in devices}
-    table = Table(args.out, split.name, peak, {d.type: device_name(d) for d in devices}, args.flush_denormal)
+    print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load "
+          f"{os.getloadavg()[0]:.2f}; measuring the FP32 matmul peak ...", file=sys.stderr, flush=True)
+    table = Table(args.out, split.name, {d.type: device_name(d) for d in devices})
+    table.measure_peak(devices)
 
     for device in devices:
         data = on_device(split, device)
         for sizes in args.shapes:
-            load = os.getloadavg()[0]
-            table.add("plain_pytorch", sizes, 1, "1 seed", device, time_plain_pytorch(sizes, data, settings, device),
-                      load1=load)
+            table.add("plain_pytorch", sizes, 1, "1 seed", device, time_plain_pytorch(sizes, data, settings, device))
             if device.type == "cpu":
-                load = os.getloadavg()[0]
                 table.add("numpy_book", sizes, 1, "1 seed", device, time_numpy_book(sizes, data, settings),
-                          dtype="float64", load1=load)
+                          dtype="float64")
             for models in args.models:
                 for layout, groups in layouts(models, sweep, lrs).items():
                     for graphs in ([False, True] if device.type == "cuda" else [False]):
-                        load = os.getloadavg()[0]
-                        timing = time_ensembles(groups, sizes, data, settings, device, graphs)
                         table.add(f"lossbench_{'graphs' if graphs else 'eager'}", sizes, models, layout, device,
-                                  timing, load1=load)
+                                  time_ensembles(groups, sizes, data, settings, device, graphs))
     if args.denormal_steps and torch.device("cpu") in devices:
-        sizes, (layout, groups) = args.shapes[0], sweep
-        load = os.getloadavg()[0]
-        for flush, (timing, share) in time_flush_denormal(groups, sizes, split, settings, args.denormal_steps).items():
-            table.add("lossbench_eager", sizes, sweep_models, layout, torch.device("cpu"), timing,
-                      trained_steps=args.denormal_steps, flush=flush, denormal_share=share, load1=load)
-        torch.set_flush_denormal(args.flush_denormal)
+        sizes = args.shapes[0]
+        for mode, result in time_flush_modes(sweep, sizes, split, settings, args.denormal_steps).items():
+            table.add("lossbench_eager", sizes, sweep_models, sweep_label(sweep), torch.device("cpu"),
+                      Timing(result["steps"], result["train_s"], result["eval_s"]), trained_steps=args.denormal_steps,
+                      flushed=result["flushed"], denormal_share=result["denormal_share"])
     if args.full:
-        epochs = sweep_cfg.optim.epochs
+        overrides = args.sweep_overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
         for device in devices:
             for sizes in args.shapes:
-                load = os.getloadavg()[0]
-                seconds = time_full_sweep(sizes, device, args.data_root, args.out)
-                table.add("lossbench_sweep", sizes, sweep_models, f"full sweep, {epochs} epochs", device,
-                          Timing(epochs * EPOCH_STEPS, seconds, math.nan), load1=load, combined=True)
+                seconds = time_full_sweep(sizes, device, overrides, args.out)
+                layout = f"{sweep_label(sweep)}, {sweep_cfg.optim.epochs} epochs"
+                table.add("lossbench_sweep", sizes, sweep_models, layout, device,
+                          Timing(sweep_steps(sweep_cfg), seconds, math.nan), combined=True)
 
+    table.measure_peak(devices)
     frame = table.frame()
     print(summary(frame))
-    print(legend(frame, peak, split.name))
+    print(legend(frame, table.peak, split.name))
     return 0
-
-
-def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
-    lines = [f"data: {data}; model-ep/s = models x steps / {EPOCH_STEPS} / seconds; train FLOPs counted per model-"
-             f"epoch (forward + weight grads + deltas, x {EPOCH_EXAMPLES} examples)."]
-    for device, gflops in peak.items():
-        n = PEAK_N[device]
-        lines.append(f"peak ({device}): {gflops:.1f} GFLOP/s, measured in this run by a {n}x{n}x{n} float32 "
-                     f"matmul on {frame.loc[frame.device == device, 'device_name'].iloc[0]}; 'of peak' is relative "
-                     f"to it.")
-    lines.append(f"eval s = one evaluation of all the row's models on validation + test (20,000 images), which "
-                 f"every epoch ends with; train+eval model-ep/s includes it. cpu load (1 min) over the rows: "
-                 f"{frame.load1.min():.2f}..{frame.load1.max():.2f} on {os.cpu_count()} cpus.")
-    return "\n".join(lines)

@@ -18,6 +18,7 @@ COMMANDS = {
     "analyze": ("lossbench.analysis", "summary tables with confidence intervals and plots from sweep CSVs"),
     "gradcheck": ("lossbench.gradcheck", "check every pair's hand-derived delta and the literature's claims"),
     "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
+    "report": ("lossbench.report", "rebuild results/README.md's book-vs-ours table from the committed CSVs"),
     "study": ("lossbench.studies", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients"),
 }
 

@@ -20,6 +20,7 @@ training images, as the book's fig/generate_gradient.py computes it, over many s
 
 import argparse
 import math
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from scipy import stats
 
+from lossbench import report
 from lossbench.config import EXPERIMENTS_DIR
 from lossbench.data import N_CLASSES, load_split
 from lossbench.ensemble import INITS, init_params
@@ -453,8 +455,10 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         raise UserError(f"cannot create the output directory {out} ({err.strerror}).") from None
     OmegaConf.save(OmegaConf.structured(cfg), out / "settings.yaml")
+    started = time.perf_counter()
     claims = study.run(cfg, out, data_root=args.data_root)
     pd.DataFrame(claims).to_csv(out / "claims.csv", index=False)
+    report.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started)
     print_claims(args.name, cfg, claims)
     print(f"\nwrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return 0
