@@ -76,6 +76,7 @@ class GridConfig:
     pairs: List[str] = MISSING
     lrs: List[float] = MISSING
     seeds: Any = MISSING  # int n (seeds 0..n-1) or a list of seeds: a union OmegaConf cannot type
+    ensemble_size: int = 160  # most models trained at once: blocks of whole seeds, all pairs and lrs
 
 
 @dataclass
@@ -156,6 +157,13 @@ def seed_list(seeds: Any) -> list[int]:
     return listed
 
 
+def seed_blocks(seeds: list[int], per_seed: int, ensemble_size: int) -> list[list[int]]:
+    """`seeds` in consecutive blocks of as many seeds as keep a block's per_seed x len(block) models
+    within ensemble_size (at least one seed a block): a block is one ensemble."""
+    size = max(1, ensemble_size // per_seed)
+    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
 def shard_seeds(seeds: list[int], count: int, index: int) -> list[int]:
     """Block `index` of `seeds` cut into `count` contiguous blocks whose sizes differ by at most
     one (shard.count, shard.index; e.g. 5 seeds in 2 blocks: [0, 1] and [2, 3, 4])."""
@@ -213,6 +221,8 @@ def validate(cfg: DictConfig) -> None:
     # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
     _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
     shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
+    if cfg.sweep.ensemble_size < 1:
+        raise UserError(f"sweep.ensemble_size={cfg.sweep.ensemble_size}: an ensemble holds at least 1 model.")
 
     sizes = list(cfg.model.sizes)
     if len(sizes) < 2:

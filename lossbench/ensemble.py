@@ -88,13 +88,14 @@ class Ensemble:
     """M networks of the same sizes, trained in lockstep; each has its own pair, eta and seed.
 
     Models that share a seed share their initialization and their batch order,
-    so the first layer, which sees the raw images, runs once per seed group:
-    W[0] is stored as [S, n_in, G * n_1] for S seed groups of G models (one
-    gather and one wide matmul per group instead of G narrow ones). Later layers
-    see different activations per model and are stored per model, [M, n_in, n_out].
-    Internally models are ordered by seed group, and within a group by pair, so
-    each pair's models are one strided view of any [M, ...] tensor; `params()`,
-    the metrics and `diverged_epoch` come back in the order of `specs`.
+    so the first layer, which sees the raw images, runs once per group of models
+    with the same pair and seed (typically: the learning rates of a grid): W[0]
+    is stored as [S, n_in, G * n_1] for S groups of G models (one gather and one
+    wide matmul per group instead of G narrow ones). Later layers see different
+    activations per model and are stored per model, [M, n_in, n_out]. Internally
+    models are ordered by group, so each pair's models are one view of any
+    [M, ...] tensor; `params()`, the metrics and `diverged_epoch` come back in
+    the order of `specs`.
     """
 
     def __init__(self, specs: list[RunSpec], cfg: TrainConfig, data: "Split"):
@@ -130,37 +131,30 @@ class Ensemble:
 
     # --- layouts ------------------------------------------------------------
     def _layout(self, specs: list[RunSpec]):
-        """Choose the internal order, the seed groups (S x G) and each pair's view of the model axis.
+        """Choose the internal order, the groups (S x G) and each pair's view of the model axis.
 
-        When every seed holds the same pairs in the same numbers, models are grouped
-        by seed (G = models per seed) and a pair is a range of positions within every
-        group. Otherwise each model is its own group (G = 1), ordered by pair, and a
-        pair is a range of groups. Either way a view [S, G, ...][pair_view] selects it.
+        Models are ordered by (pair, seed, lr). Models of one pair that share a seed form a
+        group; when all groups have the same size, they share the first layer (G = group
+        size), else each model is its own group (G = 1). Grouping by pair as well as seed
+        keeps a group's shape, hence its rounding, the same whichever other pairs share the
+        ensemble; and each pair's models are a range of groups: the view [S, G, ...][a:b].
         """
-        M = self.M
-        by_seed = sorted(range(M), key=lambda i: (specs[i].seed, specs[i].pair, specs[i].lr, i))
-        groups = [list(g) for _, g in itertools.groupby(by_seed, key=lambda i: specs[i].seed)]
-        compositions = {tuple(specs[i].pair for i in g) for g in groups}
-        if len(compositions) == 1:
-            self.order, self.G = np.array(by_seed), len(groups[0])
-            per_position = [specs[i].pair for i in groups[0]]
-            ranges = {p: (per_position.index(p), len(per_position) - per_position[::-1].index(p)) for p in per_position}
-            self.pair_views = [(get_pair(p), (slice(None), slice(a, b))) for p, (a, b) in ranges.items()]
-        else:
-            self.order = np.array(sorted(range(M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
-            self.G = 1
-            per_model = [specs[i].pair for i in self.order]
-            ranges = {p: (per_model.index(p), M - per_model[::-1].index(p)) for p in per_model}
-            self.pair_views = [(get_pair(p), (slice(a, b), slice(None))) for p, (a, b) in ranges.items()]
-        self.S = M // self.G
+        self.order = np.array(sorted(range(self.M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
+        keys = [(specs[i].pair, specs[i].seed) for i in self.order]
+        sizes = [len(list(g)) for _, g in itertools.groupby(keys)]
+        self.G = sizes[0] if len(set(sizes)) == 1 else 1
+        self.S = self.M // self.G
+        group_pairs = [pair for pair, _ in keys[:: self.G]]
+        self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
+                           for p in dict.fromkeys(group_pairs)]
 
     def _per_model(self, t: torch.Tensor) -> torch.Tensor:
-        """[S, X, G * n] (seed-group layout) -> [M, X, n]."""
+        """[S, X, G * n] (group layout) -> [M, X, n]."""
         S, X, _ = t.shape
         return t.view(S, X, self.G, -1).transpose(1, 2).reshape(self.M, X, -1)
 
     def _per_group(self, t: torch.Tensor) -> torch.Tensor:
-        """[M, X, n] -> [S, X, G * n] (seed-group layout)."""
+        """[M, X, n] -> [S, X, G * n] (group layout)."""
         _, X, n = t.shape
         return t.view(self.S, self.G, X, n).transpose(1, 2).reshape(self.S, X, self.G * n)
 
@@ -184,7 +178,7 @@ class Ensemble:
     def _backprop(self, x: torch.Tensor, y: torch.Tensor):
         """Yield (l, a_in, delta_l) for l = L-1 .. 0.
 
-        x [S, B, n_in] and y [S, 1, B, K] are each seed group's mini-batch and one-hot
+        x [S, B, n_in] and y [S, 1, B, K] are each group's mini-batch and one-hot
         targets (broadcast over the group's G models). delta^{l-1} is computed before
         delta^l is yielded, so a caller may update W[l] in place between iterations
         (BP2 needs the weights before the update). For l = 0, a_in is the group's x.
@@ -209,13 +203,13 @@ class Ensemble:
         delta = torch.empty_like(z)
         cost = self.cost_sum.view(self.S, self.G)
         for pair, view in self.pair_views:
-            z_pair, y_pair = z[view], y[view[0]]  # y [S, 1, B, K] is shared along a seed group
+            z_pair, y_pair = z[view], y[view]  # y [S, 1, B, K] is shared along a group
             cost[view] += pair.cost_fn(z_pair, y_pair).mean(-1)
             delta[view] = pair.delta(z_pair, y_pair)
         return delta
 
     def _step(self, idx: torch.Tensor):
-        """One mini-batch step for every model; idx [S, B] indexes the training set, one row per seed group."""
+        """One mini-batch step for every model; idx [S, B] indexes the training set, one row per group."""
         S, B = idx.shape
         x = self.train_x.index_select(0, idx.reshape(-1)).view(S, B, -1)
         y = self.train_y1h.index_select(0, idx.reshape(-1)).view(S, 1, B, -1)
@@ -223,14 +217,14 @@ class Ensemble:
         for l, a_in, delta in self._backprop(x, y):
             # |grad_b|^2 = |mean_x delta_x|^2 and |grad_W|_F^2 = sum((A A^T) o (D D^T)) / B^2, with
             # grad_W = A^T D / B: the Gram form costs B x B per model instead of a pass over W.
-            # For l = 0 one input Gram per seed group serves its G models (broadcast).
+            # For l = 0 one input Gram per group serves its G models (broadcast).
             gram_a = torch.bmm(a_in, a_in.transpose(1, 2)).view(S, -1, B, B)
             gram_d = torch.bmm(delta, delta.transpose(1, 2)).view(S, -1, B, B)
             delta_sum = delta.sum(1, keepdim=True)  # sum over the mini-batch: B x grad_b
             self.grad_sq[2 * l] = delta_sum.square().sum((1, 2))
             self.grad_sq[2 * l + 1] = (gram_a * gram_d).sum((2, 3)).view(-1)
             scale = step
-            if l == 0:  # to W[0]'s seed-group layout, the per-model factors along its columns
+            if l == 0:  # to W[0]'s group layout, the per-model factors along its columns
                 scale = self._per_group(step.expand(-1, 1, self.cfg.sizes[1]))
                 delta, delta_sum = self._per_group(delta), self._per_group(delta_sum)
             if self.cfg.l2:  # network2's weight decay, 1 - eta lambda / n (ch. 3 eq. 93)

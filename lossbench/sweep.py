@@ -4,8 +4,10 @@
 
 A Hydra app (config groups in conf/, named studies via `+experiment=NAME`, see
 lossbench/config.py). With no overrides it runs the default comparison: 4 pairs x
-8 learning rates x 5 seeds, 784-30-10, 30 epochs of batch 10 (160 runs). Each
-pair's runs train as one Ensemble. The sweep directory (hydra.run.dir) gets
+8 learning rates x 5 seeds, 784-30-10, 30 epochs of batch 10 (160 runs). Runs
+train as Ensembles of at most sweep.ensemble_size models (all pairs and learning
+rates of a block of seeds; 160 runs: one ensemble), since per-step overheads
+are shared by all the models of an ensemble. The sweep directory (hydra.run.dir) gets
 config.yaml, runs.csv and epochs.csv (lossbench/results.py); after every epoch
 each unfinished ensemble is checkpointed, so the same command with
 hydra.run.dir=DIR continues an interrupted sweep to the same numbers.
@@ -36,7 +38,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lossbench import analysis, config, results
+from lossbench import analysis, config, report, results
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
 from lossbench.errors import UserError
@@ -105,7 +107,7 @@ def run_settings(cfg: DictConfig, n_train: int) -> dict:
 
 
 class Sweep:
-    """One sweep directory's runs: trains the unfinished ones pair by pair and writes their rows."""
+    """One sweep directory's runs: trains the unfinished ones block of seeds by block and writes their rows."""
 
     def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
         self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
@@ -116,39 +118,45 @@ class Sweep:
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device)
         seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        self.grid = {pair: [RunSpec(pair, lr, seed) for lr in cfg.sweep.lrs for seed in seeds]
-                     for pair in cfg.sweep.pairs}
+        per_seed = len(cfg.sweep.pairs) * len(cfg.sweep.lrs)
+        self.grid = {self.block_name(block): [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs
+                                              for lr in cfg.sweep.lrs for seed in block]
+                     for block in config.seed_blocks(seeds, per_seed, cfg.sweep.ensemble_size)}
         self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
 
     def run_id(self, spec: RunSpec) -> str:
         return results.run_id(spec.pair, spec.lr, spec.seed, self.hash)
 
-    def checkpoint(self, pair: str) -> Path:
-        return self.out / "checkpoints" / f"{pair}.pt"
+    @staticmethod
+    def block_name(seeds: list[int]) -> str:
+        return f"seeds_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}"
+
+    def checkpoint(self, block: str) -> Path:
+        return self.out / "checkpoints" / f"{block}.pt"
 
     def run(self) -> None:
         done = results.finished_run_ids(self.out)
-        todo = {pair: [s for s in specs if self.run_id(s) not in done] for pair, specs in self.grid.items()}
+        todo = {block: [s for s in specs if self.run_id(s) not in done] for block, specs in self.grid.items()}
         n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
         epochs = self.cfg.optim.epochs
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out}\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
         with tqdm(total=n_runs * epochs, initial=(n_runs - n_todo) * epochs, unit="model-epoch",
                   desc="sweep", dynamic_ncols=True, file=sys.stderr) as progress:
-            for pair, specs in todo.items():
+            for block, specs in todo.items():
                 if specs:
-                    progress.set_postfix_str(f"{pair} ({len(specs)} models)")
-                    self.train_pair(specs, progress)
-                # a kill after the pair's rows were written but before this leaves a spent checkpoint
-                self.checkpoint(pair).unlink(missing_ok=True)
+                    progress.set_postfix_str(f"{block} ({len(specs)} models)")
+                    self.train_block(block, specs, progress)
+                # a kill after the block's rows were written but before this leaves a spent checkpoint
+                self.checkpoint(block).unlink(missing_ok=True)
         checkpoints = self.out / "checkpoints"
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()
 
-    def start(self, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
+    def start(self, block: str, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
         """The ensemble of `specs`, its metrics so far and its wall time so far: from the
-        pair's checkpoint if that is sound (else a warning), otherwise fresh at epoch 0."""
-        path, ids = self.checkpoint(specs[0].pair), [self.run_id(s) for s in specs]
+        block's checkpoint if that is sound (else a warning), otherwise fresh at epoch 0."""
+        path, ids = self.checkpoint(block), [self.run_id(s) for s in specs]
         if path.exists():
             try:
                 saved = results.load_checkpoint(path)
@@ -158,19 +166,19 @@ class Sweep:
                 ensemble.load_state_dict(saved["ensemble"])
                 if len(saved["metrics"]) != ensemble.epoch + 1:
                     raise results.CorruptCheckpoint("its metric rows do not match its epoch")
-                tqdm.write(f"resuming {specs[0].pair} from its checkpoint after epoch {ensemble.epoch}",
+                tqdm.write(f"resuming {block} from its checkpoint after epoch {ensemble.epoch}",
                            file=sys.stderr)
                 return ensemble, saved["metrics"], saved["wall_time_s"]
             except (results.CorruptCheckpoint, KeyError, TypeError, ValueError, RuntimeError) as err:
-                tqdm.write(f"warning: not resuming from {path}: {err}; training {specs[0].pair} from scratch.",
+                tqdm.write(f"warning: not resuming from {path}: {err}; training {block} from scratch.",
                            file=sys.stderr)
         ensemble = Ensemble(specs, self.train_cfg, self.data)
         return ensemble, [ensemble.evaluate()], 0.0
 
-    def train_pair(self, specs: list[RunSpec], progress: tqdm) -> None:
+    def train_block(self, block: str, specs: list[RunSpec], progress: tqdm) -> None:
         started = time.perf_counter()
-        ensemble, metrics, wall_before = self.start(specs)
-        ids, path = [self.run_id(s) for s in specs], self.checkpoint(specs[0].pair)
+        ensemble, metrics, wall_before = self.start(block, specs)
+        ids, path = [self.run_id(s) for s in specs], self.checkpoint(block)
         progress.update(ensemble.epoch * len(specs))
         while ensemble.epoch < self.cfg.optim.epochs:
             metrics.append(ensemble.train_epoch())
@@ -183,10 +191,11 @@ class Sweep:
         results.write_rows(self.out / "runs.csv", self.run_rows(specs, ids, metrics, ensemble.diverged_epoch, wall))
 
     def run_rows(self, specs, ids, metrics, diverged: np.ndarray, wall: float) -> pd.DataFrame:
-        pair = PAIRS[specs[0].pair]
+        pairs = [PAIRS[s.pair] for s in specs]
         trained = {key: results.metric_table(metrics, key, len(specs))[:, 1:] for key in ("test_acc", "val_acc")}
         rows = pd.DataFrame({
-            "run_id": ids, "pair": pair.name, "activation": pair.activation, "cost": pair.cost,
+            "run_id": ids, "pair": [p.name for p in pairs], "activation": [p.activation for p in pairs],
+            "cost": [p.cost for p in pairs],
             "lr": [s.lr for s in specs], "seed": [s.seed for s in specs], **self.settings,
             "status": np.where(diverged > 0, "diverged", "ok"),
             "diverged_epoch": pd.Series(diverged, dtype="Int64").where(diverged > 0),
@@ -235,6 +244,7 @@ def resume_override() -> str:
 
 
 def sweep(cfg: DictConfig, out: Path) -> None:
+    started = time.perf_counter()
     config.validate(cfg)
     device = config.resolve_device(cfg.device)
     data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
@@ -244,6 +254,9 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         results.claim_directory(out, cfg)
         results.remove_stale_temp_files(out)
         Sweep(cfg, out, data, device, resume_override()).run()
+        # how this directory was made; a job of a multirun is recorded as the single sweep it is
+        command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={out}"]
+        report.write_run_info(out, command, device, time.perf_counter() - started)
     print(summary_text(out, cfg))
 
 

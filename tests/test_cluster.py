@@ -153,7 +153,7 @@ def test_a_failed_job_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, sing
     failed = sweep(*args)
     assert failed.returncode == 1
     assert "Error executing job with overrides" in failed.stderr and "shard.index=1" in failed.stderr
-    assert f"error: cannot write {obstacle}/sigmoid_ce.pt" in failed.stderr
+    assert f"error: cannot write {obstacle}/seeds_2-3.pt" in failed.stderr
     assert f"the same command plus hydra.sweep.dir={out}" in failed.stderr and "Traceback" not in failed.stderr
     assert len(pd.read_csv(out / "0" / "runs.csv")) == 8 and not (out / "1" / "runs.csv").exists()
     finished = {name: (out / "0" / name).stat() for name in ("runs.csv", "epochs.csv")}

@@ -135,8 +135,10 @@ KILLS = 6
 
 @pytest.mark.slow
 def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_numbers(tmp_path, sweep_cli):
+    # two ensembles (one per seed, of 2 pairs x 2 lrs), each checkpointed after every epoch
     grid = ["sweep.pairs=[sigmoid_ce,softmax_nll]", "sweep.lrs=[0.5,3.0]", "sweep.seeds=2", "optim.epochs=12",
-            "model.sizes=[784,8,10]", "data.train_size=300", "data.val_size=500", "dtype=float64"]
+            "model.sizes=[784,8,10]", "data.train_size=300", "data.val_size=500", "dtype=float64",
+            "sweep.ensemble_size=4"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert sweep_cli(*grid, f"hydra.run.dir={whole}")[0] == 0
     args = [*grid, f"hydra.run.dir={cut}"]
@@ -195,37 +197,39 @@ DAMAGE = {  # name -> what becomes of a checkpoint's bytes
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_checkpoint_is_never_used_and_its_pair_restarts(tmp_path, sweep_cli, monkeypatch, damage):
+def test_a_damaged_checkpoint_is_never_used_and_its_ensemble_restarts(tmp_path, sweep_cli, monkeypatch, damage):
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
     args = [*TINY, "optim.epochs=2", "sweep.seeds=2"]
     assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
     with monkeypatch.context() as patch:
         interrupt_after_first_checkpoint(patch)
         assert sweep_cli(*args, f"hydra.run.dir={damaged}")[0] == 130
-    checkpoint = damaged / "checkpoints" / "sigmoid_ce.pt"
+    checkpoint = damaged / "checkpoints" / "seeds_0-1.pt"
     checkpoint.write_bytes(DAMAGE[damage](checkpoint.read_bytes()))
 
     code, _, err = sweep_cli(*args, f"hydra.run.dir={damaged}")
     assert code == 0
     if damage == "intact":  # the control: a sound checkpoint is used
-        assert "resuming sigmoid_ce from its checkpoint after epoch 1" in err and "warning" not in err
+        assert "resuming seeds_0-1 from its checkpoint after epoch 1" in err and "warning" not in err
     else:
         assert f"warning: not resuming from {checkpoint}" in err and "from scratch" in err
-        assert "fails its checksum" in err and "resuming sigmoid_ce from its checkpoint" not in err
+        assert "fails its checksum" in err and "resuming seeds_0-1 from its checkpoint" not in err
     assert_same_results(reference, damaged)
 
 
-@pytest.mark.parametrize("target", ["softmax_nll.pt", "epochs.csv", "runs.csv"])
+@pytest.mark.parametrize("target", ["seeds_1.pt", "epochs.csv", "runs.csv"])
 def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_path, sweep_cli, monkeypatch, target):
-    """The disk fills up while the second pair (softmax_nll) writes `target`; we run as root, so a
+    """The disk fills up while the second ensemble (seed 1's) writes `target`; we run as root, so a
     read-only directory would not stop us: os.replace fails instead, as on a full disk."""
     reference, full = tmp_path / "reference", tmp_path / "full"
-    args = ["sweep.pairs=[sigmoid_ce,softmax_nll]", *TINY[1:], "optim.epochs=2", "sweep.seeds=2"]
+    # ensembles of 2 models: one per seed, each holding both pairs
+    args = ["sweep.pairs=[sigmoid_ce,softmax_nll]", *TINY[1:], "optim.epochs=2", "sweep.seeds=2",
+            "sweep.ensemble_size=2"]
     assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
     replace = os.replace
 
     def full_disk(src, dst):
-        if Path(dst).name == target and (target.endswith(".pt") or Path(dst).exists()):  # the second pair's write
+        if Path(dst).name == target and (target.endswith(".pt") or Path(dst).exists()):  # the second ensemble's write
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         replace(src, dst)
 
@@ -236,8 +240,8 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_pat
     assert code == 2 and "Traceback" not in stdout + stderr
     assert f"error: cannot write {path}: [Errno 28] No space left on device. The files written before it are intact." in stderr
     assert f"resume: the same command plus hydra.run.dir={full}" in stderr
-    first_pair = read_all(reference)["runs.csv"].query("pair == 'sigmoid_ce'")
-    pd.testing.assert_frame_equal(read_all(full)["runs.csv"], first_pair, check_exact=True)
+    first_block = read_all(reference)["runs.csv"].query("seed == 0")
+    pd.testing.assert_frame_equal(read_all(full)["runs.csv"], first_block, check_exact=True)
     assert not list(full.rglob(".*.tmp"))
 
     code, stdout, _ = sweep_cli(*args, f"hydra.run.dir={full}")
