@@ -22,6 +22,7 @@ the same command with hydra.sweep.dir=SWEEP_DIR finishes what is missing.
 """
 
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -255,7 +256,8 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         results.remove_stale_temp_files(out)
         Sweep(cfg, out, data, device, resume_override()).run()
         # how this directory was made; a job of a multirun is recorded as the single sweep it is
-        command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={out}"]
+        where = os.path.relpath(out) if out.resolve().is_relative_to(Path.cwd()) else out
+        command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
         report.write_run_info(out, command, device, time.perf_counter() - started)
     print(summary_text(out, cfg))
 
