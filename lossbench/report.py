@@ -30,8 +30,10 @@ END = "<!-- lossbench report: end -->"
 # The book's studies in the order of the book; other study directories follow alphabetically.
 ORDER = ["nielsen_ch1_h30", "nielsen_ch1_h100", "nielsen_ch3_h30", "nielsen_ch3_h100", "toy_neuron",
          "nielsen_ch5_gradients"]
+STUCK = 0.90  # a run whose peak stays below this learned only some of the digits
 COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
-           "ours, best of 3 runs", "final / val-selected", "command", "hardware", "torch", "wall time"]
+           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {STUCK:.0%}", "command", "hardware",
+           "torch", "wall time"]
 
 
 def hardware(device: str) -> str:
@@ -86,6 +88,7 @@ def sweep_row(directory: Path, study) -> dict:
         "ours, best of 3 runs": (f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
                                  f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
         "final / val-selected": f"{pct(d['final_mean'])} / {pct(d['val_selected_mean'])}",
+        f"runs peaking below {STUCK:.0%}": f"{(runs['peak_test_acc'] < STUCK).sum()} of {len(runs)}",
     }
 
 

@@ -54,6 +54,7 @@ def test_sweep_row_from_hand_made_runs(tmp_path):
     assert row["book's percentile"] == "50"
     best_mean = numbers(row["ours, best of 3 runs"])[0]
     assert best_mean == pytest.approx(95.90, abs=0.006)
+    assert row["runs peaking below 90%"] == "0 of 4"
     assert row["command"] == "`python -m lossbench sweep +experiment=nielsen_ch1_h30`"
     assert row["wall time"] == "12 s" and "cores" in row["hardware"]
 
