@@ -146,8 +146,14 @@ def study_row(directory: Path) -> dict:
     }
 
 
+def states_a_book_number(directory: Path) -> bool:
+    """A sweep belongs in the table when its study names the book's number (not, e.g., the default comparison)."""
+    config = directory / "config.yaml"
+    return not config.exists() or bool(OmegaConf.load(config).study.book_test_acc)
+
+
 def study_directories(root: Path) -> list[Path]:
-    found = {p.parent for p in root.glob("*/run_info.json")}
+    found = {p.parent for p in root.glob("*/run_info.json") if states_a_book_number(p.parent)}
     rank = {name: i for i, name in enumerate(ORDER)}
     return sorted(found, key=lambda p: (rank.get(p.name, len(ORDER)), p.name))
 
