@@ -47,7 +47,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lossbench import config, reference
+from lossbench import config, reference, sweep
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, init_params
 from lossbench.errors import UserError
@@ -208,18 +208,16 @@ def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Sp
 def time_steps(ensemble: Ensemble, s: Settings, graphs: bool) -> tuple[int, float]:
     """(steps, seconds) of the fastest of s.repeat windows, each of s.steps steps after the warm-up.
 
-    Runs the steps the way train_epoch runs them (Ensemble has no public way to run N steps):
-    with graphs, windows are whole CUDA graphs and the warm-up is one graph, whose first replay
-    captures it.
+    Runs the steps the way train_epoch runs them (Ensemble.run_steps): with graphs, windows are
+    whole CUDA graphs and the warm-up is one graph, whose first replay captures it.
     """
     steps, warmup = s.steps, s.warmup
     if graphs:
         steps, warmup = math.ceil(steps / GRAPH_STEPS) * GRAPH_STEPS, GRAPH_STEPS
-        run = ensemble._run_graphed
-    else:
-        def run(batches):
-            for idx in batches:
-                ensemble._step(idx)
+
+    def run(batches):
+        ensemble.run_steps(batches, cuda_graphs=graphs)
+
     batches = batch_indices(ensemble, warmup + s.repeat * steps)
     run(batches[:warmup])
     windows = batches[warmup:].split(steps)
@@ -289,10 +287,11 @@ def time_flush_modes(groups: list[list[RunSpec]], sizes: tuple[int, ...], split:
         for mode in FLUSH_MODES:
             params = dict(mode=mode, data=str(data), sizes=list(sizes), trained=trained, settings=dataclasses.asdict(s),
                           threads=torch.get_num_threads(), groups=[[dataclasses.astuple(x) for x in g] for g in groups])
+            before = cpu_seconds()
             child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(params)], capture_output=True, text=True)
             if child.returncode:
                 raise RuntimeError(f"the flush-mode run ({mode}) failed:\n{child.stderr}")
-            results[mode] = json.loads(child.stdout.splitlines()[-1])
+            results[mode] = json.loads(child.stdout.splitlines()[-1]) | {"other_cpu": other_cpu(before)}
     return results
 
 
@@ -340,17 +339,19 @@ def sweep_config(overrides: list[str]) -> DictConfig:
 
 
 def sweep_ensembles(cfg: DictConfig) -> list[list[RunSpec]]:
-    """The sweep's ensembles: one per pair, of seeds x learning rates (the grid of lossbench.sweep.Sweep)."""
-    seeds, lrs = config.seed_list(cfg.sweep.seeds), list(cfg.sweep.lrs)
-    return [[RunSpec(pair, lr, seed) for lr in lrs for seed in seeds] for pair in cfg.sweep.pairs]
+    """The sweep's ensembles, as `python -m lossbench sweep` builds them (one shard)."""
+    return list(sweep.ensembles(cfg, config.seed_list(cfg.sweep.seeds)).values())
 
 
-def _seeds_x_lrs(specs: list[RunSpec]) -> str:
-    return f"{len({s.seed for s in specs})} seeds x {len({s.lr for s in specs})} lrs"
+def _grid(specs: list[RunSpec]) -> str:
+    """'P pairs x S seeds x L lrs' of one ensemble's specs."""
+    counts = [(len({s.pair for s in specs}), "pair"), (len({s.seed for s in specs}), "seed"),
+              (len({s.lr for s in specs}), "lr")]
+    return " x ".join(f"{n} {word}{'s' * (n > 1)}" for n, word in counts)
 
 
 def sweep_label(ensembles: list[list[RunSpec]]) -> str:
-    return f"sweep: {len(ensembles)} ensembles of {_seeds_x_lrs(ensembles[0])}"
+    return f"sweep: {len(ensembles)} ensemble{'s' * (len(ensembles) > 1)} of {_grid(ensembles[0])}"
 
 
 def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[str, list[list[RunSpec]]]:
@@ -358,8 +359,8 @@ def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[s
 
     Every model its own seed (learning rates cycling through the sweep's), so no two share the
     first layer's work; seed groups of the sweep's len(lrs) learning rates, in one ensemble; and,
-    at the sweep's size, the sweep's own ensembles (one per pair), and all its models in one
-    ensemble (each seed group then holds every pair: pairs x lrs models).
+    at the sweep's size, the sweep's own ensembles, and its models in an ensemble per pair (the
+    sweep's layout before it mixed pairs in one ensemble).
     """
     k = len(lrs)
     out = {f"{models} seed{'s' * (models > 1)}": [[RunSpec(PAIR, lrs[m % k], m) for m in range(models)]]}
@@ -368,8 +369,11 @@ def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[s
                                                   for lr in lrs]]
     if models == sum(map(len, sweep)):
         out[sweep_label(sweep)] = sweep
-        if len(sweep) > 1:
-            out[f"{len(sweep)} pairs x {_seeds_x_lrs(sweep[0])}, 1 ensemble"] = [[s for e in sweep for s in e]]
+        specs = [s for e in sweep for s in e]
+        pairs = list(dict.fromkeys(s.pair for s in specs))
+        if len(pairs) > 1:
+            per_pair = [[s for s in specs if s.pair == pair] for pair in pairs]
+            out[f"{len(pairs)} ensembles of {_grid(per_pair[0])}"] = per_pair
     return out
 
 
@@ -399,10 +403,10 @@ def sweep_steps(cfg: DictConfig) -> int:
 def synthetic_split(seed: int = 0) -> Split:
     """MNIST's sizes (50,000 / 10,000 / 10,000 images of 784 pixels): uniform pixels, random labels."""
     g = torch.Generator().manual_seed(seed)
-    n, half = EPOCH_EXAMPLES, 5000 * 2
-    x = torch.rand(n + 2 * half, N_INPUTS, generator=g)
+    n, m = EPOCH_EXAMPLES, 10_000  # training; validation and test each
+    x = torch.rand(n + 2 * m, N_INPUTS, generator=g)
     y = torch.randint(N_CLASSES, (len(x),), generator=g)
-    return Split("synthetic", x[:n], y[:n], x[n:n + half], y[n:n + half], x[n + half:], y[n + half:])
+    return Split("synthetic", x[:n], y[:n], x[n:n + m], y[n:n + m], x[n + m:], y[n + m:])
 
 
 def bench_data(choice: str, root: str | None) -> Split:
@@ -451,6 +455,12 @@ def cpu_seconds() -> tuple[float, float, float]:
     return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
 
 
+def other_cpu(since: tuple[float, float, float]) -> float:
+    """The share of the machine's cpu time that other processes took since `since` (a cpu_seconds())."""
+    wall, busy, own = (b - a for a, b in zip(since, cpu_seconds()))
+    return max(0.0, busy - own) / (wall * os.cpu_count())
+
+
 def shape_name(sizes: tuple[int, ...]) -> str:
     return "-".join(map(str, sizes))
 
@@ -466,9 +476,10 @@ class Table:
 
     def add(self, method: str, sizes: tuple[int, ...], models: int, layout: str, device: torch.device,
             timing: Timing, dtype: str = "float32", trained_steps: int = 0, flushed: float | None = None,
-            denormal_share: float = math.nan, combined: bool = False) -> None:
-        """flushed: as `flushed_share`, by default this process's now (cpu). combined: timing.train_s
-        already includes evaluation (the full sweep)."""
+            denormal_share: float = math.nan, others: float | None = None, combined: bool = False) -> None:
+        """flushed: as `flushed_share`, by default this process's now (cpu). others: other processes' share
+        of the cpus during the row, by default since the last row. combined: timing.train_s already
+        includes evaluation (the full sweep)."""
         rate = models * timing.steps / EPOCH_STEPS / timing.train_s
         gflops = rate * train_gflop_per_model_epoch(sizes)
         epoch_s = timing.train_s / timing.steps * EPOCH_STEPS
@@ -477,25 +488,20 @@ class Table:
         row = dict(
             method=method, shape=shape_name(sizes), models=models, layout=layout, device=device.type, dtype=dtype,
             steps=timing.steps, seconds=timing.train_s, model_epochs_per_s=rate, gflops=gflops,
-            peak_share=math.nan, torch_version=torch.__version__,
+            peak_share=math.nan, torch_version=torch.__version__,  # peak_*: set by frame(), from the best peak
             numpy_version=np.__version__, device_name=self.names[device.type],
             date=datetime.datetime.now().isoformat(timespec="seconds"), eval_s_per_epoch=timing.eval_s,
             train_eval_model_epochs_per_s=rate if combined else models / (epoch_s + timing.eval_s),
             peak_gflops=math.nan, data=self.data, trained_steps=trained_steps,
             flush_denormal=(flushed_share() if flushed is None else flushed) if cpu else math.nan,
             denormal_share=denormal_share, threads=torch.get_num_threads() if cpu else math.nan,
-            load1=os.getloadavg()[0], other_cpu=self.other_cpu(),
+            load1=os.getloadavg()[0], other_cpu=other_cpu(self.since) if others is None else others,
             target=TARGETS.get((device.type, shape_name(sizes)), math.nan) if is_target else math.nan)
         self.rows.append(row)
+        self.since = cpu_seconds()
         self.frame().to_csv(self.path, index=False)
         print(f"  {method:<16} {row['shape']:<10} {layout:<38} {device.type:<4} {rate:9.3f} model-epochs/s "
               f"(other processes: {row['other_cpu']:.0%} of the cpus)", file=sys.stderr, flush=True)
-
-    def other_cpu(self) -> float:
-        """The share of the machine's cpu time that other processes took since the last row."""
-        now = cpu_seconds()
-        (wall, busy, own), self.since = (b - a for a, b in zip(self.since, now)), now
-        return max(0.0, busy - own) / (wall * os.cpu_count())
 
     def measure_peak(self, devices: list[torch.device]) -> None:
         """Measure each device's peak (again) and keep the best: a busy machine lowers it."""
@@ -627,14 +633,14 @@ def main(argv: list[str]) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create --out {args.out} ({err.strerror or err}); choose a writable directory.")
+    sweep_cfg = sweep_config(args.sweep_overrides)
+    sweep, lrs = sweep_ensembles(sweep_cfg), list(sweep_cfg.sweep.lrs)
+    sweep_models = sum(map(len, sweep))
     torch.set_num_threads(args.threads)
     split = bench_data(args.data, args.data_root)
     if args.full and split.name != "mnist":
         raise UserError("--full runs the real sweep, which trains on MNIST; MNIST did not load (see above).")
     settings = Settings(args.steps, args.baseline_steps, args.warmup, args.repeat)
-    sweep_cfg = sweep_config(args.sweep_overrides)
-    sweep, lrs = sweep_ensembles(sweep_cfg), list(sweep_cfg.sweep.lrs)
-    sweep_models = sum(map(len, sweep))
     devices = [torch.device(name) for name in args.devices]
     print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load "
           f"{os.getloadavg()[0]:.2f}; measuring the FP32 matmul peak ...", file=sys.stderr, flush=True)
@@ -658,7 +664,7 @@ def main(argv: list[str]) -> int:
         for mode, result in time_flush_modes(sweep, sizes, split, settings, args.denormal_steps).items():
             table.add("lossbench_eager", sizes, sweep_models, sweep_label(sweep), torch.device("cpu"),
                       Timing(result["steps"], result["train_s"], result["eval_s"]), trained_steps=args.denormal_steps,
-                      flushed=result["flushed"], denormal_share=result["denormal_share"])
+                      flushed=result["flushed"], denormal_share=result["denormal_share"], others=result["other_cpu"])
     if args.full:
         overrides = args.sweep_overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
         for device in devices:

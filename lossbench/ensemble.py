@@ -241,12 +241,7 @@ class Ensemble:
         self.grad_sum.zero_()
         B = self.cfg.batch_size
         steps = self.n // B
-        batches = perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1)  # [steps, S, B]
-        if self.device.type == "cuda":
-            self._run_graphed(batches)
-        else:
-            for idx in batches:
-                self._step(idx)
+        self.run_steps(perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1))
         if self.n % B:  # the book's last, smaller mini-batch: averaged over its own size
             self._step(perms[:, steps * B:])
             steps += 1
@@ -258,6 +253,18 @@ class Ensemble:
         metrics = {k: v.double().cpu().numpy() for k, v in metrics.items()}
         self._flag_divergence(metrics["train_cost"])
         return self._with_eval(metrics)
+
+    def run_steps(self, batches: torch.Tensor, cuda_graphs: bool | None = None):
+        """Mini-batch steps for batches [steps, S, B] of training-set indices (one row per group).
+
+        train_epoch runs an epoch's steps through here; the benchmark times windows of them.
+        cuda_graphs (default: on CUDA) replays them from CUDA graphs.
+        """
+        if self.device.type == "cuda" if cuda_graphs is None else cuda_graphs:
+            self._run_graphed(batches)
+        else:
+            for idx in batches:
+                self._step(idx)
 
     def _run_graphed(self, batches: torch.Tensor):
         """Replay the steps from CUDA graphs of GRAPH_STEPS steps each; the rest runs eagerly."""

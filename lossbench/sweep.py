@@ -107,6 +107,16 @@ def run_settings(cfg: DictConfig, n_train: int) -> dict:
             "dataset": cfg.data.name, "train_size": n_train, "dtype": cfg.dtype.value}
 
 
+def ensembles(cfg: DictConfig, seeds: list[int]) -> dict[str, list[RunSpec]]:
+    """The ensembles that train `seeds`, by name: blocks of whole seeds, each with every pair and
+    learning rate, of at most sweep.ensemble_size models (a block's name also names its checkpoint)."""
+    per_seed = len(cfg.sweep.pairs) * len(cfg.sweep.lrs)
+    blocks = config.seed_blocks(seeds, per_seed, cfg.sweep.ensemble_size)
+    return {f"seeds_{b[0]}" if len(b) == 1 else f"seeds_{b[0]}-{b[-1]}":
+            [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs for lr in cfg.sweep.lrs for seed in b]
+            for b in blocks}
+
+
 class Sweep:
     """One sweep directory's runs: trains the unfinished ones block of seeds by block and writes their rows."""
 
@@ -119,18 +129,11 @@ class Sweep:
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device)
         seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        per_seed = len(cfg.sweep.pairs) * len(cfg.sweep.lrs)
-        self.grid = {self.block_name(block): [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs
-                                              for lr in cfg.sweep.lrs for seed in block]
-                     for block in config.seed_blocks(seeds, per_seed, cfg.sweep.ensemble_size)}
+        self.grid = ensembles(cfg, seeds)
         self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
 
     def run_id(self, spec: RunSpec) -> str:
         return results.run_id(spec.pair, spec.lr, spec.seed, self.hash)
-
-    @staticmethod
-    def block_name(seeds: list[int]) -> str:
-        return f"seeds_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}"
 
     def checkpoint(self, block: str) -> Path:
         return self.out / "checkpoints" / f"{block}.pt"

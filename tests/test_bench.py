@@ -38,19 +38,19 @@ def test_layouts_name_and_build_the_ensembles_they_say(small_data):
     lrs = [0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]
     assert list(bench.layouts(10, sweep, lrs)) == ["10 seeds"]
     found = bench.layouts(160, sweep, lrs)
-    assert list(found) == ["160 seeds", "20 seeds x 8 lrs", "sweep: 4 ensembles of 5 seeds x 8 lrs",
-                           "4 pairs x 5 seeds x 8 lrs, 1 ensemble"]
+    assert list(found) == ["160 seeds", "20 seeds x 8 lrs", "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs",
+                           "4 ensembles of 1 pair x 5 seeds x 8 lrs"]
     data = bench.synthetic_split()
     built = {}
     for label, ensembles in found.items():
         assert sum(map(len, ensembles)) == 160
         built[label] = [Ensemble(specs, TrainConfig(sizes=(784, 2, 10)), data) for specs in ensembles]
-    # (models, pairs, models per seed group: they share the first layer's work) of each ensemble
-    shapes = {label: [(e.M, len({s.pair for s in e.specs}), e.G) for e in ensembles]
-              for label, ensembles in built.items()}
-    assert shapes == {"160 seeds": [(160, 1, 1)], "20 seeds x 8 lrs": [(160, 1, 8)],
-                      "sweep: 4 ensembles of 5 seeds x 8 lrs": [(40, 1, 8)] * 4,
-                      "4 pairs x 5 seeds x 8 lrs, 1 ensemble": [(160, 4, 32)]}
+    shapes = {label: [(e.M, len({s.pair for s in e.specs})) for e in ensembles] for label, ensembles in built.items()}
+    assert shapes == {"160 seeds": [(160, 1)], "20 seeds x 8 lrs": [(160, 1)],
+                      "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs": [(160, 4)],
+                      "4 ensembles of 1 pair x 5 seeds x 8 lrs": [(40, 1)] * 4}
+    # the layouts' point: how many models share a seed group, hence the first layer's work
+    assert [e.G for e in built["160 seeds"] + built["20 seeds x 8 lrs"]] == [1, 8]
 
 
 @pytest.fixture
@@ -78,8 +78,8 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
     assert rows == [("plain_pytorch", 1, "1 seed"), ("numpy_book", 1, "1 seed"), ("lossbench_eager", 1, "1 seed"),
                     ("lossbench_eager", 16, "16 seeds"), ("lossbench_eager", 16, "2 seeds x 8 lrs"),
                     ("lossbench_eager", 160, "160 seeds"), ("lossbench_eager", 160, "20 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "sweep: 4 ensembles of 5 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "4 pairs x 5 seeds x 8 lrs, 1 ensemble")]
+                    ("lossbench_eager", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"),
+                    ("lossbench_eager", 160, "4 ensembles of 1 pair x 5 seeds x 8 lrs")]
     assert frame.dtype.tolist() == ["float32", "float64"] + ["float32"] * 7 and set(frame.data) == {"synthetic"}
     assert frame.flush_denormal.between(0, 1).all() and (frame.trained_steps == 0).all()
     # the derived columns follow from the measured ones
@@ -158,7 +158,9 @@ def test_full_needs_mnist(small_data, tmp_path):
 
 def test_sweep_overrides_set_the_sweep_layout_and_bad_ones_are_user_errors():
     ensembles = bench.sweep_ensembles(bench.sweep_config(["sweep.seeds=2", "pair=sigmoid_ce"]))
-    assert bench.sweep_label(ensembles) == "sweep: 1 ensembles of 2 seeds x 8 lrs"
+    assert bench.sweep_label(ensembles) == "sweep: 1 ensemble of 1 pair x 2 seeds x 8 lrs"
+    ensembles = bench.sweep_ensembles(bench.sweep_config(["sweep.seeds=3", "sweep.ensemble_size=32"]))
+    assert bench.sweep_label(ensembles) == "sweep: 3 ensembles of 4 pairs x 1 seed x 8 lrs"
     with pytest.raises(UserError, match="no_such_key"):
         bench.sweep_config(["no_such_key=1"])
 
@@ -172,7 +174,7 @@ def test_full_times_a_real_sweep_end_to_end(tmp_path, capsys):
                        "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "bench.csv")
     full = frame[frame.method == "lossbench_sweep"].iloc[0]
-    assert (full.models, full.steps, full.layout) == (4, 10, "sweep: 4 ensembles of 1 seeds x 1 lrs, 1 epochs")
+    assert (full.models, full.steps, full.layout) == (4, 10, "sweep: 1 ensemble of 4 pairs x 1 seed x 1 lr, 1 epochs")
     assert full.model_epochs_per_s == pytest.approx(4 * 10 / 5000 / full.seconds)
     runs = pd.read_csv(next(tmp_path.glob("full_sweep_784-3-10_cpu_*")) / "runs.csv")
     assert len(runs) == 4 and set(runs.sizes) == {"784-3-10"}
