@@ -121,8 +121,8 @@ def load_results(dirs: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # --- per-run and per-cell statistics -----------------------------------------
 def config_label(row: pd.Series) -> str:
-    """A readable name for a configuration, e.g. '784-30-10 init=large batch=10 epochs=30 l2=0 mnist train=all float32'."""
-    train = "all" if pd.isna(row["train_size"]) else f"{row['train_size']:g}"
+    """A readable name for a configuration, e.g. '784-30-10 init=large batch=10 epochs=30 l2=0 mnist train=50000 float32'."""
+    train = "all" if pd.isna(row["train_size"]) else f"{row['train_size']:g}"  # empty in hand-made CSVs
     return (f"{row['sizes']} init={row['init']} batch={row['batch_size']:g} epochs={row['epochs']:g} "
             f"l2={row['l2']:g} {row['dataset']} train={train} {row['dtype']}")
 
@@ -487,6 +487,14 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     runs, epochs = load_results(args.dirs)
     out = args.out or Path(args.dirs[0]) / "analysis"
+    try:
+        return write_analysis(args, runs, epochs, Path(out))
+    except OSError as err:
+        raise UserError(f"cannot write the analysis to {out} ({err.strerror or err}); choose a writable "
+                        "directory with --out DIR.") from None
+
+
+def write_analysis(args, runs: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     summary = summarize(runs, epochs)

@@ -195,7 +195,7 @@ def _feedforward(weights, biases, a):
 
 def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
                    device: torch.device, graphs: bool) -> Timing:
-    """The Ensembles of `groups`, one after another as the sweep trains its pairs; times summed."""
+    """The Ensembles of `groups`, one after another as the sweep trains its blocks; times summed."""
     train_s = eval_s = 0.0
     for specs in groups:
         ensemble = Ensemble(specs, TrainConfig(sizes=sizes, device=device), data)

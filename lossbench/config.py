@@ -214,9 +214,11 @@ def validate(cfg: DictConfig) -> None:
     lrs = list(cfg.sweep.lrs)
     if not lrs:
         raise UserError("sweep.lrs is empty; give one or more learning rates, e.g. sweep.lrs=[0.5,3.0].")
+    dtype = getattr(torch, cfg.dtype.value)
     for lr in lrs:
-        if not (math.isfinite(lr) and lr > 0):
-            raise UserError(f"learning rate {lr} in sweep.lrs is not a finite positive number; "
+        as_trained = torch.tensor(lr, dtype=dtype).item() if math.isfinite(lr) else lr  # 1e-300 is 0 in float32
+        if not (math.isfinite(as_trained) and as_trained > 0):
+            raise UserError(f"learning rate {lr} in sweep.lrs is not a finite positive number in {cfg.dtype.value}; "
                             "give learning rates > 0, e.g. sweep.lrs=[0.5,3.0].")
     # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
     _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])

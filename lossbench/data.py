@@ -283,6 +283,6 @@ def _write_atomically(path: Path, contents: dict) -> None:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    except OSError as err:  # the cache only saves time: loading goes on without it
+    except (OSError, RuntimeError) as err:  # the cache only saves time (torch.save on a full disk: RuntimeError)
         warnings.warn(f"lossbench: cannot write the data cache {path} ({err}); each new process decodes the IDX "
                       f"files again.", stacklevel=3)

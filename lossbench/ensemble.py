@@ -6,7 +6,8 @@ Model m has weights W[l][m] of shape [n_in, n_out] and biases b[l][m] of shape
 [1, n_out]; one step is a handful of batched matmuls over all M models. Each
 model has its own learning rate and its own seed, and the seed alone fixes its
 initialization and its per-epoch shuffling (a torch.Generator per model), so a
-model's numbers do not depend on which other models share its ensemble.
+model's numbers do not depend on which other models share its ensemble, up to
+rounding: a different makeup can change matmul shapes and so the last bits.
 
 The algorithm is Nielsen's `network.py` / `network2.py`, written as tensors:
 forward a^l = sigma(a^{l-1} W^l + b^l) (ch. 1 eq. 22), output delta from the
@@ -136,8 +137,9 @@ class Ensemble:
         Models are ordered by (pair, seed, lr). Models of one pair that share a seed form a
         group; when all groups have the same size, they share the first layer (G = group
         size), else each model is its own group (G = 1). Grouping by pair as well as seed
-        keeps a group's shape, hence its rounding, the same whichever other pairs share the
-        ensemble; and each pair's models are a range of groups: the view [S, G, ...][a:b].
+        keeps a group's matmul shape the same whichever other pairs share the ensemble (jobs
+        split by pair merged bit-identically in float64), and each pair's models are a range
+        of groups: the view [S, G, ...][a:b].
         """
         self.order = np.array(sorted(range(self.M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
         keys = [(specs[i].pair, specs[i].seed) for i in self.order]
@@ -260,7 +262,8 @@ class Ensemble:
         train_epoch runs an epoch's steps through here; the benchmark times windows of them.
         cuda_graphs (default: on CUDA) replays them from CUDA graphs.
         """
-        if self.device.type == "cuda" if cuda_graphs is None else cuda_graphs:
+        use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        if use_graphs:
             self._run_graphed(batches)
         else:
             for idx in batches:
@@ -363,8 +366,8 @@ class Ensemble:
             "sizes": tuple(self.cfg.sizes),
             "epoch": self.epoch,
             "diverged_epoch": self._diverged.copy(),  # internal order, like W and b
-            "W": [w.cpu() for w in self.W],
-            "b": [b.cpu() for b in self.b],
+            "W": [w.detach().cpu().clone() for w in self.W],  # copies: training goes on in place
+            "b": [b.detach().cpu().clone() for b in self.b],
             "rng": [g.get_state() for g in self.generators],
         }
 

@@ -72,7 +72,7 @@ def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: f
 
 
 def pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
+    return "-" if pd.isna(value) else f"{100 * value:.2f}%"
 
 
 def sweep_row(directory: Path, study) -> dict:
@@ -84,9 +84,10 @@ def sweep_row(directory: Path, study) -> dict:
         "book's number": pct(book),
         "ours: mean ± std (n)": f"{pct(d['mean'])} ± {100 * d['std']:.2f} (n={d['n']:g}, {d['n_diverged']:g} diverged)",
         "median": pct(d["median"]),
-        "book's percentile": f"{d['book_percentile']:.0f}",
-        "ours, best of 3 runs": (f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
-                                 f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
+        "book's percentile": analysis.number(d["book_percentile"], ".0f"),
+        "ours, best of 3 runs": "-" if pd.isna(d["best_of_k_mean"]) else (
+            f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
+            f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
         "final / val-selected": f"{pct(d['final_mean'])} / {pct(d['val_selected_mean'])}",
         f"runs peaking below {STUCK:.0%}": f"{(runs['peak_test_acc'] < STUCK).sum()} of {len(runs)}",
     }

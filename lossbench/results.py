@@ -92,8 +92,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def remove_stale_temp_files(directory: Path) -> None:
     """Delete temporary files that a killed sweep left (call with the directory's lock held)."""
-    for tmp in directory.rglob(".*.tmp"):
-        tmp.unlink()
+    for folder in (directory, directory / "checkpoints"):  # not nested sweeps: they may be running
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink()
 
 
 def _as_text_frame(frame: pd.DataFrame) -> pd.DataFrame:

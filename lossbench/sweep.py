@@ -211,7 +211,7 @@ class Sweep:
 
 def summary_text(out: Path, cfg: DictConfig) -> str:
     """Per pair: the learning rate chosen on validation accuracy, with its test accuracies over seeds."""
-    table = analysis.summarize(*analysis.load_results([out]))
+    table = analysis.summarize(*analysis.read_sweep(out))  # this directory's runs, not nested sweeps
     best = table[table["best_lr"]].set_index("pair")
 
     def stat(pair: str, name: str) -> str:

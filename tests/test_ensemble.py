@@ -177,6 +177,7 @@ def test_checkpoint_resume_gives_the_uninterrupted_numbers():
     first = Ensemble(specs, cfg, data)
     first.train_epoch()
     state = first.state_dict()
+    first.train_epoch()  # training on must not change the state already taken (no shared memory)
     resumed = Ensemble(specs, cfg, data)
     resumed.load_state_dict(state)
     resumed.train_epoch()
