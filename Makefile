@@ -1,6 +1,7 @@
 # make reproduce: run every study into $(RESULTS)/ and rebuild the book-vs-ours table of
-# $(RESULTS)/README.md from the CSVs. About 30 minutes on the 2-core CPU; on a GPU:
-#   make reproduce SEEDS=100 DEVICE=cuda
+# $(RESULTS)/README.md from the CSVs. On the 2-core CPU about 13 minutes with the default
+# SEEDS=20, 27 with SEEDS=50 (what results/ holds, measured on a machine shared with other
+# work); on a GPU:  make reproduce SEEDS=100 DEVICE=cuda
 # A study whose directory holds finished runs is not trained again (an interrupted one resumes):
 # `make clean-results` first to rerun everything from scratch.
 PYTHON ?= python
