@@ -10,6 +10,9 @@ SEEDS ?= 20
 DEVICE ?= auto
 SWEEP_STUDIES = nielsen_ch1_h30 nielsen_ch3_h30 nielsen_ch1_h100 nielsen_ch3_h100
 OTHER_STUDIES = toy_neuron nielsen_ch5_gradients
+# The verdict (issue 12): 4 pairs x 13 lrs x 10 seeds per setting (experiments/verdict_*.yaml), into
+# $(RESULTS)/verdict/<setting>/. About 27 min per setting on the 2-core CPU; reruns resume.
+VERDICT_SETTINGS = mnist_large mnist_default fashion_large fashion_default
 
 reproduce: $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison report
 
@@ -24,10 +27,16 @@ default_comparison:  # the README's main command: 4 pairs x 8 learning rates x 5
 	$(PYTHON) -m lossbench sweep device=$(DEVICE) hydra.run.dir=$(RESULTS)/$@
 	$(PYTHON) -m lossbench analyze $(RESULTS)/$@
 
+verdict: $(addprefix verdict_,$(VERDICT_SETTINGS))
+
+$(addprefix verdict_,$(VERDICT_SETTINGS)):
+	$(PYTHON) -m lossbench sweep +experiment=$@ device=$(DEVICE) hydra.run.dir=$(RESULTS)/verdict/$(@:verdict_%=%)
+	$(PYTHON) -m lossbench analyze $(RESULTS)/verdict/$(@:verdict_%=%)
+
 report:
 	$(PYTHON) -m lossbench report $(RESULTS)
 
 clean-results:
 	rm -rf $(addprefix $(RESULTS)/,$(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison)
 
-.PHONY: reproduce report clean-results $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison
+.PHONY: reproduce verdict $(addprefix verdict_,$(VERDICT_SETTINGS)) report clean-results $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison
