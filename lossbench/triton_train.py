@@ -26,8 +26,11 @@ PAIR_CODES = {"sigmoid_mse": 0, "sigmoid_ce": 1, "softmax_nll": 2, "linear_mse":
 # Largest hidden width, output width and batch size: tiles are powers of two >= 16 (tl.dot's
 # minimum) up to this, and a 128 x 128 hidden-to-hidden tile already fills 128 registers a thread.
 MAX_BLOCK = 128
-INPUT_CHUNK = 512 if triton.knobs.runtime.interpret else 32
-INTERPRETED = triton.knobs.runtime.interpret  # what triton.jit below was decided by
+INPUT_CHUNK = 32  # inputs (rows of W[0]) per tile of the first layer: a [32, 128] tile at most
+# Under the interpreter every tl op is some Python calls: tiles of 256 inputs instead of 32 took a
+# 24-model check from 88 s to 35 s (2-core machine, busy). 512: 2 tiles for 784 inputs, the second
+# partial, as on the GPU.
+INTERPRETED_INPUT_CHUNK = 512
 
 
 def unsupported(sizes: tuple[int, ...], batch_size: int, device: torch.device, pairs) -> str | None:
@@ -97,7 +100,7 @@ def train_steps(W: list[torch.Tensor], b: list[torch.Tensor], neg_lr: torch.Tens
     _train_kernel[(M,)](
         x, y, batches, W[0], b[0], wh, bh, W[-1], b[-1], widths, neg_lr, decay, codes, cost_sum, grad_sum, acts,
         steps, B, batches.stride(0), batches.stride(1), models_per_group, M, x.shape[1], y.shape[1],
-        N_HH=n_hh, BB=_block(B), BK=INPUT_CHUNK, BH=BH, BO=BO, BL=triton.next_power_of_2(2 * L + 1),
+        N_HH=n_hh, BB=_block(B), BK=INTERPRETED_INPUT_CHUNK if INTERPRETED else INPUT_CHUNK, BH=BH, BO=BO, BL=triton.next_power_of_2(2 * L + 1),
         **launch_options(_block(B), BH))
     for l in range(n_hh):
         n_in, n_out = W[l + 1].shape[1:]
@@ -198,7 +201,7 @@ def _train_kernel(x_ptr, y_ptr, batch_ptr, w0_ptr, b0_ptr, wh_ptr, bh_ptr, wo_pt
             x_k = tl.load(x_ptr + idx[:, None] * n_in + k[None, :], mask=row[:, None] & (k < n_in)[None, :], other=0.0)
             w_k = tl.load(w0 + k[:, None] * h1 + rh[None, :], mask=(k < n_in)[:, None] & (rh < h1)[None, :],
                           other=0.0, cache_modifier=".cg")
-            z = tl.dot(x_k, w_k, z, input_precision="ieee")  # true FP32, not TF32: the CPU's numbers
+            z = tl.dot(x_k, w_k, z, input_precision="ieee", out_dtype=z.dtype)  # true FP32, not TF32: the CPU's numbers
         a = tl.where(row[:, None] & (rh < h1)[None, :], tl.sigmoid(z), 0.0)
         # hidden-to-hidden layers; each input activation is kept in act_ptr for backprop
         for l in range(N_HH):
@@ -252,3 +255,6 @@ def _train_kernel(x_ptr, y_ptr, batch_ptr, w0_ptr, b0_ptr, wh_ptr, bh_ptr, wo_pt
     tl.store(cost_ptr + m, tl.load(cost_ptr + m) + tl.sum(tl.where(slot == 2 * L, sums, 0.0)))
     grad_at = grad_ptr + slot * M + m
     tl.store(grad_at, tl.load(grad_at, mask=slot < 2 * L, other=0.0) + sums, mask=slot < 2 * L)
+
+
+INTERPRETED = not isinstance(_train_kernel, triton.runtime.JITFunction)  # TRITON_INTERPRET=1 at import
