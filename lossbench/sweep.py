@@ -144,7 +144,8 @@ class Sweep:
         todo = {block: [s for s in specs if self.run_id(s) not in done] for block, specs in self.grid.items()}
         n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
         epochs = self.cfg.optim.epochs
-        print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} (engine {self.engine})\n"
+        print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
+              f"(engine {self.engine})\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
         with tqdm(total=n_runs * epochs, initial=(n_runs - n_todo) * epochs, unit="model-epoch",
                   desc="sweep", dynamic_ncols=True, file=sys.stderr) as progress:

@@ -26,6 +26,7 @@ PAIR_CODES = {"sigmoid_mse": 0, "sigmoid_ce": 1, "softmax_nll": 2, "linear_mse":
 # Largest hidden width, output width and batch size: tiles are powers of two >= 16 (tl.dot's
 # minimum) up to this, and a 128 x 128 hidden-to-hidden tile already fills 128 registers a thread.
 MAX_BLOCK = 128
+MIN_TRITON = (3, 6)  # the oldest Triton the kernel was compiled with (3.6: the GPU image's; 3.9: PyPI's now)
 INPUT_CHUNK = 32  # inputs (rows of W[0]) per tile of the first layer: a [32, 128] tile at most
 # Under the interpreter every tl op is some Python calls: tiles of 256 inputs instead of 32 took a
 # 24-model check from 88 s to 35 s (2-core machine, busy). 512: 2 tiles for 784 inputs, the second
@@ -35,6 +36,10 @@ INTERPRETED_INPUT_CHUNK = 512
 
 def unsupported(sizes: tuple[int, ...], batch_size: int, device: torch.device, pairs) -> str | None:
     """Why this kernel cannot train these models here (a phrase), or None when it can."""
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2])
+    if version < MIN_TRITON:
+        oldest = ".".join(map(str, MIN_TRITON))
+        return f"Triton {triton.__version__} is older than {oldest}, the oldest it was compiled with"
     if device.type != "cuda" and not INTERPRETED:
         return f"it runs on CUDA devices, not {device.type} (TRITON_INTERPRET=1 runs it on the CPU, for tests)"
     if len(sizes) < 3:
@@ -51,10 +56,10 @@ def unsupported(sizes: tuple[int, ...], batch_size: int, device: torch.device, p
 def launch_options(BB: int, BH: int) -> dict:
     """num_warps and num_stages for tiles of BB examples x BH hidden units.
 
-    True-FP32 tl.dot runs on FMA units with its operands in registers. Compiled for sm_90 (on the
-    CPU, ptxas -v): BH = 32 needs 157 registers a thread with 4 warps and 1 stage; 128 needs 226 with 8
-    warps and spills with 4; 3 stages (software pipelining of the input loop) spill in both.
-    Unmeasured on a GPU: the first GPU run should time 2, 4 and 8 warps.
+    True-FP32 tl.dot runs on FMA units with its operands in registers. Compiled for sm_90 by Triton
+    3.9 on the CPU (cuobjdump --dump-resource-usage), batch 10: BH = 32 needs 157 registers a thread
+    with 4 warps and 1 stage; BH = 128 needs 226 with 8 warps and spills with 4; 3 stages (software
+    pipelining of the input loop) spill in both. Unmeasured on a GPU: time 2, 4 and 8 warps there.
     """
     return dict(num_warps=4 if BB * BH <= 512 else 8, num_stages=1, enable_fp_fusion=True)
 
@@ -81,7 +86,8 @@ def train_steps(W: list[torch.Tensor], b: list[torch.Tensor], neg_lr: torch.Tens
         return
     dev, dt = x.device, x.dtype
     hidden = [w.shape[2] for w in W[:-1]]
-    BH, BO = _block(max(hidden)), _block(W[-1].shape[2])
+    BB, BH, BO = _block(B), _block(max(hidden)), _block(W[-1].shape[2])
+    BK = INTERPRETED_INPUT_CHUNK if INTERPRETED else INPUT_CHUNK
     # Hidden-to-hidden layers (W[1:-1]) are zero-padded to [BH, BH] in one tensor, so that the kernel
     # loops over them at run time; the padding gets zero gradients (the activations it meets are 0).
     n_hh = L - 2
@@ -91,7 +97,7 @@ def train_steps(W: list[torch.Tensor], b: list[torch.Tensor], neg_lr: torch.Tens
         n_in, n_out = W[l + 1].shape[1:]
         wh[:, l, :n_in, :n_out] = W[l + 1]
         bh[:, l, :n_out] = b[l + 1][:, 0]
-    acts = torch.empty(M, max(n_hh, 1), _block(B), BH, dtype=dt, device=dev)  # a^1 .. a^{L-2}, for BP2
+    acts = torch.empty(M, max(n_hh, 1), BB, BH, dtype=dt, device=dev)  # a^1 .. a^{L-2}, for BP2
     codes = torch.tensor([PAIR_CODES[p] for p in pairs], dtype=torch.int32, device=dev)
     widths = torch.tensor(hidden, dtype=torch.int32, device=dev)
     decay = 1 + neg_lr * l2_per_n  # 1 - eta lambda / n (ch. 3 eq. 93); 1 for a frozen model
@@ -100,8 +106,7 @@ def train_steps(W: list[torch.Tensor], b: list[torch.Tensor], neg_lr: torch.Tens
     _train_kernel[(M,)](
         x, y, batches, W[0], b[0], wh, bh, W[-1], b[-1], widths, neg_lr, decay, codes, cost_sum, grad_sum, acts,
         steps, B, batches.stride(0), batches.stride(1), models_per_group, M, x.shape[1], y.shape[1],
-        N_HH=n_hh, BB=_block(B), BK=INTERPRETED_INPUT_CHUNK if INTERPRETED else INPUT_CHUNK, BH=BH, BO=BO, BL=triton.next_power_of_2(2 * L + 1),
-        **launch_options(_block(B), BH))
+        N_HH=n_hh, BB=BB, BK=BK, BH=BH, BO=BO, BL=triton.next_power_of_2(2 * L + 1), **launch_options(BB, BH))
     for l in range(n_hh):
         n_in, n_out = W[l + 1].shape[1:]
         W[l + 1].copy_(wh[:, l, :n_in, :n_out])

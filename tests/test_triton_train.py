@@ -130,6 +130,11 @@ def test_engine_triton_says_what_it_cannot_train_and_auto_falls_back(sizes, batc
     assert choose_engine(dataclasses.replace(cfg, engine="auto"), pairs) == ("graphs" if DEVICE == "cuda" else "eager")
 
 
+def test_an_older_triton_is_refused(monkeypatch):
+    monkeypatch.setattr(triton_train.triton, "__version__", "3.1.0")
+    assert "Triton 3.1.0 is older than 3.6" in triton_train.unsupported((784, 30, 10), 10, torch.device(DEVICE), [])
+
+
 def test_engine_choice():
     cfg = TrainConfig(sizes=(784, 30, 10), device=DEVICE)
     assert choose_engine(cfg, list(PAIRS)) == ("triton" if DEVICE == "cuda" else "eager")  # never interpreted
