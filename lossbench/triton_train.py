@@ -164,7 +164,10 @@ def _with_norms(sums, slot, l, g_b, g_w, B):
     return sums + tl.where(slot == 2 * l + 1, tl.sqrt(tl.sum(g_w * g_w)) / B, 0.0)
 
 
-@triton.jit
+# Triton compiles a variant per value class of each int argument (1, multiple of 16, other). These
+# vary with the ensemble's makeup and the window, and each variant is a compile of seconds (5 s
+# for sm_90 on the 2-core machine): not specialized on.
+@triton.jit(do_not_specialize=["n_steps", "B", "batch_stride_step", "batch_stride_group", "G", "M"])
 def _train_kernel(x_ptr, y_ptr, batch_ptr, w0_ptr, b0_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, width_ptr,
                   neg_lr_ptr, decay_ptr, pair_ptr, cost_ptr, grad_ptr, act_ptr,
                   n_steps, B, batch_stride_step, batch_stride_group, G, M, n_in, K,
