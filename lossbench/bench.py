@@ -7,7 +7,9 @@ One run times, on every device present (cpu; cuda when torch sees one):
                     (the sigmoid_ce pair), torch.optim.SGD, batch 10; one model at a time
   numpy_book        the book's per-example algorithm, lossbench.reference.sgd_epoch (float64; cpu only)
   lossbench_eager   lossbench's Ensemble, one step at a time (its path on the cpu)
-  lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (its default path on cuda)
+  lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (cuda only)
+  lossbench_triton  the Ensemble's steps in launches of the fused Triton kernel (cuda only; its default
+                    path there, lossbench/triton_train.py)
 for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`).
 
 Each row trains --steps mini-batches per model (--baseline-steps for the plain loop and NumPy)
@@ -49,7 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from lossbench import config, reference, sweep
 from lossbench.data import N_CLASSES, Split, load_split
-from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, init_params
+from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, choose_engine, init_params
 from lossbench.errors import UserError
 
 EPOCH_EXAMPLES = 50_000  # the book's training set: a model-epoch is 50,000 examples
@@ -194,29 +196,42 @@ def _feedforward(weights, biases, a):
 
 
 def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
-                   device: torch.device, graphs: bool) -> Timing:
+                   device: torch.device, engine: str) -> Timing:
     """The Ensembles of `groups`, one after another as the sweep trains its blocks; times summed."""
     train_s = eval_s = 0.0
     for specs in groups:
-        ensemble = Ensemble(specs, TrainConfig(sizes=sizes, device=device), data)
-        steps, seconds = time_steps(ensemble, s, graphs)
+        ensemble = Ensemble(specs, TrainConfig(sizes=sizes, device=device, engine=engine), data)
+        steps, seconds = time_steps(ensemble, s)
         train_s += seconds
         eval_s += _seconds(ensemble.evaluate, device)
     return Timing(steps, train_s, eval_s)
 
 
-def time_steps(ensemble: Ensemble, s: Settings, graphs: bool) -> tuple[int, float]:
+def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
+    """The Ensemble engines timed on `device`: eager; on cuda also graphs, and triton where it can run."""
+    if device.type != "cuda":
+        return ["eager"]
+    try:
+        choose_engine(TrainConfig(sizes=sizes, device=device, engine="triton"), [PAIR])
+    except UserError as err:
+        print(f"note: no lossbench_triton rows for {shape_name(sizes)}: {err}", file=sys.stderr)
+        return ["eager", "graphs"]
+    return ["eager", "graphs", "triton"]
+
+
+def time_steps(ensemble: Ensemble, s: Settings) -> tuple[int, float]:
     """(steps, seconds) of the fastest of s.repeat windows, each of s.steps steps after the warm-up.
 
-    Runs the steps the way train_epoch runs them (Ensemble.run_steps): with graphs, windows are
-    whole CUDA graphs and the warm-up is one graph, whose first replay captures it.
+    Runs the steps the way train_epoch runs them (Ensemble.run_steps, through the ensemble's
+    engine): with graphs, windows are whole CUDA graphs and the warm-up is one graph, whose first
+    replay captures it; with triton, a window is one launch, and the warm-up's compiles the kernel.
     """
     steps, warmup = s.steps, s.warmup
-    if graphs:
+    if ensemble.engine == "graphs":
         steps, warmup = math.ceil(steps / GRAPH_STEPS) * GRAPH_STEPS, GRAPH_STEPS
 
     def run(batches):
-        ensemble.run_steps(batches, cuda_graphs=graphs)
+        ensemble.run_steps(batches)
 
     batches = batch_indices(ensemble, warmup + s.repeat * steps)
     run(batches[:warmup])
@@ -656,9 +671,9 @@ def main(argv: list[str]) -> int:
                           dtype="float64")
             for models in args.models:
                 for layout, groups in layouts(models, sweep, lrs).items():
-                    for graphs in ([False, True] if device.type == "cuda" else [False]):
-                        table.add(f"lossbench_{'graphs' if graphs else 'eager'}", sizes, models, layout, device,
-                                  time_ensembles(groups, sizes, data, settings, device, graphs))
+                    for engine in engines(device, sizes):
+                        table.add(f"lossbench_{engine}", sizes, models, layout, device,
+                                  time_ensembles(groups, sizes, data, settings, device, engine))
     if args.denormal_steps and torch.device("cpu") in devices:
         sizes = args.shapes[0]
         for mode, result in time_flush_modes(sweep, sizes, split, settings, args.denormal_steps).items():

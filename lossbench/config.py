@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import lossbench
+from lossbench.ensemble import TrainConfig, choose_engine
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
 
@@ -43,6 +44,13 @@ class Device(Enum):
     auto = "auto"  # cuda when torch sees one, else cpu
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
+    auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
+    triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
+    graphs = "graphs"  # the eager steps replayed from CUDA graphs
+    eager = "eager"  # one step at a time, a few batched ops each
 
 
 class DType(Enum):
@@ -112,6 +120,9 @@ class SweepConfig:
     study: StudyConfig = field(default_factory=StudyConfig)
     device: Device = MISSING
     dtype: DType = MISSING
+    # Not a run's identity (numbers agree to rounding), and absent from sweep directories written
+    # before it: its default keeps them resuming.
+    engine: Engine = Engine.auto
 
 
 def sweep_studies() -> dict[str, DictConfig]:
@@ -241,6 +252,9 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"optim.l2={cfg.optim.l2} is not a finite number >= 0 (the L2 weight lambda).")
     if cfg.device == Device.cuda and not torch.cuda.is_available():
         raise UserError("device=cuda, but this torch build sees no CUDA device; use device=cpu or device=auto.")
+    # an engine that cannot run here says so now, before the sweep directory is written
+    choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=resolve_device(cfg.device),
+                              engine=cfg.engine.value), pairs)
 
 
 def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_train: int) -> None:

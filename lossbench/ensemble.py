@@ -17,8 +17,11 @@ w <- (1 - eta lambda / n) w - (eta / m) sum_x a_x^T delta_x (ch. 3 eq. 93),
 b <- b - (eta / m) sum_x delta_x (eq. 94). Hidden layers are sigmoid.
 
 Metrics are accumulated in device tensors during the epoch and read back once
-at its end: no host synchronisation per step. On CUDA the epoch's steps are
-replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
+at its end: no host synchronisation per step. The steps run through an engine
+(TrainConfig.engine): `eager`, one step at a time as written here; `graphs`, on CUDA,
+replayed from CUDA graphs of `GRAPH_STEPS` steps; `triton`, on CUDA, many steps per
+launch of lossbench/triton_train.py's fused kernel; `auto`, triton where it can
+train the models, else graphs on CUDA and eager on the CPU.
 """
 
 import itertools
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from lossbench.errors import UserError
 from lossbench.pairs import PAIRS, Pair, get_pair, sigmoid_prime
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 torch.set_flush_denormal(True)
 
 INITS = ("large", "default")
+ENGINES = ("auto", "triton", "graphs", "eager")
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
 EVAL_CHUNK = 2000  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width
 SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| > 4.6
@@ -65,6 +70,34 @@ class TrainConfig:
     l2: float = 0.0  # lambda of network2's L2 regularisation (weights only)
     dtype: torch.dtype = torch.float32
     device: str | torch.device = "cpu"
+    engine: str = "auto"  # one of ENGINES: how the steps run (see choose_engine)
+
+
+def choose_engine(cfg: TrainConfig, pairs: list[str]) -> str:
+    """The engine that runs the steps of models of `pairs` under cfg: cfg.engine, auto resolved.
+
+    auto is triton on CUDA when Triton imports and its kernel can train these models, else
+    graphs on CUDA and eager on the CPU. An engine asked for by name that cannot run here is
+    a UserError that says why.
+    """
+    if cfg.engine not in ENGINES:
+        raise UserError(f"engine={cfg.engine!r} is not an engine; choose one of: {', '.join(ENGINES)}.")
+    cuda = torch.device(cfg.device).type == "cuda"
+    if cfg.engine == "triton" or (cfg.engine == "auto" and cuda):
+        try:
+            from lossbench import triton_train  # the `triton` extra; imported only when it may run
+            why_not = triton_train.unsupported(cfg.sizes, cfg.batch_size, torch.device(cfg.device), pairs)
+        except ImportError:
+            why_not = "Triton is not installed (pip install 'lossbench[triton]')"
+        if why_not is None:
+            return "triton"
+        if cfg.engine == "triton":
+            raise UserError(f"engine=triton cannot train here: {why_not}. Use engine=auto, graphs or eager.")
+    if cfg.engine == "auto":
+        return "graphs" if cuda else "eager"
+    if cfg.engine == "graphs" and not cuda:
+        raise UserError(f"engine=graphs replays CUDA graphs, but the device is {cfg.device}; use engine=auto or eager.")
+    return cfg.engine
 
 
 def init_params(seed: int, sizes: tuple[int, ...], init: str, generator: torch.Generator | None = None):
@@ -108,6 +141,7 @@ class Ensemble:
         self.specs, self.cfg, self.data = list(specs), cfg, data
         self.device = torch.device(cfg.device)
         self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
+        self.engine = choose_engine(cfg, [s.pair for s in specs])
         dt, dev = cfg.dtype, self.device
         self._layout(specs)
         group_seeds = [specs[i].seed for i in self.order[:: self.G]]
@@ -245,7 +279,7 @@ class Ensemble:
         steps = self.n // B
         self.run_steps(perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1))
         if self.n % B:  # the book's last, smaller mini-batch: averaged over its own size
-            self._step(perms[:, steps * B:])
+            self.run_steps(perms[:, steps * B:].unsqueeze(0))
             steps += 1
         self.epoch += 1
         metrics = {"train_cost": self.cost_sum / steps}
@@ -256,18 +290,29 @@ class Ensemble:
         self._flag_divergence(metrics["train_cost"])
         return self._with_eval(metrics)
 
-    def run_steps(self, batches: torch.Tensor, cuda_graphs: bool | None = None):
-        """Mini-batch steps for batches [steps, S, B] of training-set indices (one row per group).
-
-        train_epoch runs an epoch's steps through here; the benchmark times windows of them.
-        cuda_graphs (default: on CUDA) replays them from CUDA graphs.
-        """
-        use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
-        if use_graphs:
+    def run_steps(self, batches: torch.Tensor):
+        """Mini-batch steps for batches [steps, S, B] of training-set indices (one row per group),
+        through self.engine. train_epoch runs an epoch's steps through here; the benchmark times
+        windows of them."""
+        if self.engine == "triton":
+            self._run_triton(batches)
+        elif self.engine == "graphs":
             self._run_graphed(batches)
         else:
             for idx in batches:
                 self._step(idx)
+
+    def _run_triton(self, batches: torch.Tensor):
+        """All the steps in one launch of the fused kernel, which wants the first layer per model."""
+        from lossbench import triton_train
+
+        W = [self._per_model(self.W[0]).contiguous(), *self.W[1:]]
+        b = [self._per_model(self.b[0]).contiguous(), *self.b[1:]]
+        triton_train.train_steps(W, b, self.neg_lr.view(-1), [self.specs[i].pair for i in self.order], self.G,
+                                 self.train_x, self.train_y1h, batches, self.cfg.l2 / self.n, self.cost_sum,
+                                 self.grad_sum)
+        self.W[0].copy_(self._per_group(W[0]))
+        self.b[0].copy_(self._per_group(b[0]))
 
     def _run_graphed(self, batches: torch.Tensor):
         """Replay the steps from CUDA graphs of GRAPH_STEPS steps each; the rest runs eagerly."""

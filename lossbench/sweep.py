@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from lossbench import analysis, config, report, results
 from lossbench.data import N_CLASSES, Split, load_split
-from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
 
@@ -127,7 +127,8 @@ class Sweep:
         self.hash = results.config_hash(self.settings | {"val_size": cfg.data.val_size})
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
-                                     dtype=getattr(torch, cfg.dtype.value), device=device)
+                                     dtype=getattr(torch, cfg.dtype.value), device=device, engine=cfg.engine.value)
+        self.engine = choose_engine(self.train_cfg, list(cfg.sweep.pairs))
         seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
         self.grid = ensembles(cfg, seeds)
         self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
@@ -143,7 +144,8 @@ class Sweep:
         todo = {block: [s for s in specs if self.run_id(s) not in done] for block, specs in self.grid.items()}
         n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
         epochs = self.cfg.optim.epochs
-        print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out}\n"
+        print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
+              f"(engine {self.engine})\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
         with tqdm(total=n_runs * epochs, initial=(n_runs - n_todo) * epochs, unit="model-epoch",
                   desc="sweep", dynamic_ncols=True, file=sys.stderr) as progress:

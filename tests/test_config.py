@@ -119,6 +119,7 @@ def test_real_experiments_dir_holds_the_four_book_studies():
     ("model.init=huge", "expected one of [large, default]"),
     ("dtype=float16", "expected one of [float32, float64]"),
     ("device=tpu", "expected one of [auto, cpu, cuda]"),
+    ("engine=fast", "expected one of [auto, triton, graphs, eager]"),
     ("optim.epochs=abc", "could not be converted to Integer"),
     ("sweep.lrs=[fast]", "could not be converted to Float"),
     ("optim.epoch=3", "Key 'epoch' not in 'OptimConfig'"),
@@ -152,6 +153,7 @@ def test_schema_rejects_at_composition(composer, override, message):
     (["model.sizes=[784,0,10]"], "has a layer of width 0"),
     (["+optim.epoch=3"], "unknown config key optim.epoch"),
     (["+colour=red"], "unknown config key colour"),
+    (["engine=graphs", "device=cpu"], "engine=graphs replays CUDA graphs, but the device is cpu"),
 ])
 def test_validate_names_the_bad_value(composer, overrides, message):
     with pytest.raises(UserError) as err:

@@ -202,16 +202,27 @@ def test_float32_run_learns_and_spec_order_is_kept():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graphs_agree_with_cpu():
-    """The graphed CUDA path (steps replayed from CUDA graphs) against the CPU path, float64."""
+def test_cuda_graphs_agree_with_cpu(monkeypatch):
+    """The graphed CUDA path against the CPU path, float64. 1,205 examples are 120 steps of 10 and one
+    of 5: with GRAPH_STEPS = 50, an epoch replays the one captured graph twice, runs 20 steps eagerly
+    and then the short batch."""
     from lossbench import ensemble
 
-    data = synthetic_split(1200)
+    monkeypatch.setattr(ensemble, "GRAPH_STEPS", 50)
+    replays, replay = [], torch.cuda.CUDAGraph.replay
+
+    def counted_replay(graph):
+        replays.append(graph)
+        return replay(graph)
+
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", counted_replay)
+    data = synthetic_split(1205)
     specs = [RunSpec("sigmoid_ce", lr, seed) for lr in (0.1, 0.5) for seed in (0, 1)]
     cpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64), data)
-    gpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64, device="cuda"), data)
-    assert 1200 // 10 >= ensemble.GRAPH_STEPS // 5  # several graph replays would need GRAPH_STEPS <= 120
+    gpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64, device="cuda", engine="graphs"), data)
     for _ in range(2):
         m_cpu, m_gpu = cpu.train_epoch(), gpu.train_epoch()
+    assert list(gpu._graphs) == [50]  # captured once, for 50 steps
+    assert len(replays) == 4 and all(graph is gpu._graphs[50][1] for graph in replays)
     for key in m_cpu:
         np.testing.assert_allclose(m_gpu[key], m_cpu[key], rtol=1e-9, atol=1e-12, err_msg=key)
