@@ -79,7 +79,7 @@ def read_csv(path: Path, columns: list[str], numeric: list[str]) -> pd.DataFrame
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise UserError(f"{path}: lacks column(s) {', '.join(missing)}; runs.csv and epochs.csv must "
-                        "have the columns of the README's 'Result CSVs' section.")
+                        "have the columns of docs/results.md ('Result files').")
     for column in numeric:
         try:
             frame[column] = pd.to_numeric(frame[column])
@@ -161,7 +161,7 @@ def ci_halfwidth(values: pd.Series) -> float:
 
 
 def summarize(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (config group, pair, lr); columns are defined in the README's analysis section.
+    """One row per (config group, pair, lr); columns are defined in docs/analysis.md.
 
     seeds counts all runs, diverged the diverged ones, n = seeds - diverged the runs behind every
     accuracy statistic; best_lr marks each (group, pair)'s best learning rate (module docstring).

@@ -4,10 +4,11 @@
 
 The config groups live in the repository's conf/ (data, model, optim, sweep, pair,
 and hydra/launcher for cluster runs); named studies in experiments/NAME.yaml, selected
-with `+experiment=NAME`. `register()` puts the schema below into Hydra's ConfigStore,
-listed first in conf/config.yaml's defaults, so that a wrong type or an unknown key
-fails at composition; and it adds every sweep study in experiments/ as an option of
-the group `experiment`.
+with `+experiment=NAME`; both ship inside the package (lossbench.conf, lossbench.experiments).
+`register()` puts the schema below into Hydra's ConfigStore, listed first in
+conf/config.yaml's defaults, so that a wrong type or an unknown key fails at
+composition; and it adds every sweep study in experiments/ as an option of the group
+`experiment`.
 `validate()` then checks what a type cannot say (a learning rate must be positive).
 """
 
@@ -15,6 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from importlib import resources
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -24,14 +26,15 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import lossbench
 from lossbench.ensemble import TrainConfig, choose_engine
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
 
-REPO = Path(lossbench.__file__).resolve().parents[1]  # the package is installed editable
-CONF_DIR = REPO / "conf"
-EXPERIMENTS_DIR = REPO / "experiments"
+# conf/ and experiments/ are top-level in the repository and installed as the packages lossbench.conf
+# and lossbench.experiments (pyproject.toml's package-dir): a wheel holds them inside lossbench/, an
+# editable install maps them to the clone's folders. Either way a real directory, which Hydra wants.
+CONF_DIR = Path(resources.files("lossbench.conf"))
+EXPERIMENTS_DIR = Path(resources.files("lossbench.experiments"))
 SCHEMA_NAME = "lossbench_schema"
 
 

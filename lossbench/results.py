@@ -7,7 +7,7 @@ os.replace, fsync of the directory), so a kill at any moment leaves either the o
 or the new version, never half of one; a write that fails (a full disk) raises
 WriteError and leaves the old version too. Rows are keyed by run_id: writing a run's
 rows again replaces them, so a sweep that resumes never duplicates a run.
-The columns are documented in README.md ("Result files").
+The columns are documented in docs/results.md ("Result files").
 """
 
 import fcntl

@@ -1,0 +1,96 @@
+"""The docs' generated reference tables: every key and column of the code is in them, with its default.
+
+    python -m pytest tests/test_docs.py
+"""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from lossbench import analysis, bench, config, results
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.fixture(scope="module")
+def gen():
+    """docs/gen_reference.py, the mkdocs hook (a file of the docs, not of the package)."""
+    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row_of(table: str, name: str) -> str:
+    """The table row whose first cell names `name`."""
+    rows = [line for line in table.splitlines() if f"`{name}`" in line.split(" | ")[0]]
+    assert len(rows) == 1, f"{name}: {len(rows)} rows"
+    return rows[0]
+
+
+def test_the_pages_use_every_table_and_only_known_ones(gen):
+    used = {match for page in DOCS.glob("*.md") for match in gen.MARKER.findall(page.read_text())}
+    assert used == set(gen.TABLES)
+
+
+def test_config_table_lists_every_schema_key_with_its_composed_default(gen):
+    table = gen.config_keys()
+    cfg = bench.sweep_config([])
+    for key, _ in gen.schema_fields(config.SweepConfig):
+        assert f"`{gen.value_text(gen.default(cfg, key))}`" in row_of(table, key), key
+    assert "| `optim.epochs` | `30` | int |" in table
+    assert "`[0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]`" in row_of(table, "sweep.lrs")
+    assert "large or default" in row_of(table, "model.init")
+
+
+def test_group_options_and_studies_come_from_conf_and_experiments(gen):
+    groups = gen.config_groups()
+    for path in config.CONF_DIR.glob("[!h]*/*.yaml"):  # every group but hydra/
+        assert f"`{path.parent.name}={path.stem}`" in groups
+    assert "`model.sizes=[784, 100, 10]`, `model.init=large`" in row_of(groups, "model=book_h100")
+    studies = gen.experiments()
+    for path in config.EXPERIMENTS_DIR.glob("*.yaml"):
+        assert path.stem in studies
+    assert "95.42%" in row_of(studies, "python -m lossbench sweep +experiment=nielsen_ch1_h30")
+
+
+@pytest.mark.parametrize("table,columns", [
+    ("runs-columns", results.RUN_COLUMNS),
+    ("bench-columns", bench.COLUMNS),
+    ("epochs-columns", ["run_id", "epoch", *results.BASE_METRICS, "grad_b{l}", "grad_w{l}"]),
+    ("summary-columns", ["best_val_mean", "peak_ci95", "reach95_epochs_mean", "best_lr", *analysis.CONFIG_COLUMNS]),
+    ("slowdown-columns", ["out_grad_b", "out_hidden_ratio", "saturated_first"]),
+])
+def test_column_tables_name_every_column(gen, table, columns):
+    text = gen.TABLES[table]()
+    for column in columns:
+        assert f"`{column}`" in text, column
+
+
+def test_a_column_without_a_meaning_stops_the_build(gen, monkeypatch):
+    monkeypatch.setattr(results, "RUN_COLUMNS", [*results.RUN_COLUMNS, "new_column"])
+    with pytest.raises(gen.ReferenceError, match="runs-columns: 'new_column' has no meaning"):
+        gen.runs_columns()
+
+
+def test_a_meaning_for_a_column_the_code_lacks_stops_the_build(gen, monkeypatch):
+    monkeypatch.setitem(gen.MEANINGS, "bench-columns", {**gen.MEANINGS["bench-columns"], "gone": "a column"})
+    with pytest.raises(gen.ReferenceError, match="describes 'gone', which the code does not have"):
+        gen.bench_columns()
+
+
+def test_layout_lists_every_module_with_its_command(gen):
+    table = gen.layout()
+    for path in (DOCS.parent / "lossbench").rglob("*.py"):
+        assert f"`{path.relative_to(DOCS.parent)}`" in table
+    assert re.search(r"`lossbench/sweep.py` \| `sweep` \| Train", table)
+
+
+def test_markers_become_tables_and_unknown_ones_are_errors(gen):
+    page = "text\n<!-- reference: slurm-keys -->\nmore"
+    expanded = gen.expand(page)
+    assert "| `timeout_min` | `720` |" in expanded and "reference:" not in expanded
+    with pytest.raises(gen.ReferenceError, match="unknown reference table 'nope'"):
+        gen.expand("<!-- reference: nope -->", "x.md")
