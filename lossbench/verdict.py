@@ -365,6 +365,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("root", nargs="?", default="results/verdict", help="the verdict's results directory")
     parser.add_argument("--check", action="store_true", help="compare README.md and claims.csv instead of writing")
     parser.add_argument("--around", metavar="SETTING", help="print each pair's best lr with one grid step either side")
+    parser.add_argument("--no-plots", action="store_true", help="leave the settings' plots as they are")
     args = parser.parse_args(argv)
     root = Path(args.root)
     settings = load_settings(root)
@@ -385,7 +386,8 @@ def main(argv: list[str]) -> int:
         if not stale:
             print(f"{readme_path} and {claims_path} match the CSVs")
         return 1 if stale else 0
-    write_plots(settings)
+    if not args.no_plots:
+        write_plots(settings)
     readme_path.write_text(updated)
     claims_path.write_text(claims_csv)
     done = sum(setting.complete for setting in settings)
