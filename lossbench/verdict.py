@@ -350,8 +350,8 @@ def around(settings: list[Setting], name: str) -> str:
         raise UserError(f"--around {name}: no such setting; the settings are: {', '.join(s.name for s in settings)}.")
     setting = chosen[0]
     if not setting.complete:
-        raise UserError(f"--around {name}: the setting is {setting.status}; its best lrs can still change, so "
-                        "finish it first (make verdict_" + name + ").")
+        raise UserError(f"--around {name}: the setting is {setting.status}; the best lrs come from a finished "
+                        f"setting (make verdict_{name}).")
     lines = []
     for pair, cells in setting.summary.groupby("pair"):
         lrs = sorted(cells["lr"])

@@ -237,13 +237,16 @@ def test_glorot_saturation_claim_from_the_study_table():
             for layer in (1, 2, 3):
                 saturated = 0.05 + (0.3 if layer == 3 and epoch >= 1 else 0.0) + 0.01 * seed
                 rows.append({"pair": "softmax_nll", "lr": 0.5, "seed": seed, "epoch": epoch, "layer": layer,
-                             "saturated": saturated})
+                             "saturated": saturated, "mean_activation": 0.5 - 0.1 * epoch * (layer == 3)})
     frame = pd.DataFrame(rows)
     [claim] = literature.glorot_saturation("hidden_saturation", frame)
     figures, holds = claim.evaluate()
     assert figures["rise (median over seeds)"] == pytest.approx(0.3) and holds is True
-    flat = frame.assign(saturated=0.05)
-    assert literature.glorot_saturation("hidden_saturation", flat)[0].evaluate()[1] is False
+    assert figures["top layer mean activation, min over epochs 1-5"] == pytest.approx(0.2)  # epoch 3: 0.5 - 0.3
+    lower = frame.assign(saturated=np.where(frame["layer"] == 1, 0.2, 0.05))  # the first layer saturates, not the top
+    assert literature.glorot_saturation("hidden_saturation", lower)[0].evaluate()[1] is False
+    both = frame.assign(saturated=0.05)  # no rise, and no layer more saturated than the top one
+    assert literature.glorot_saturation("hidden_saturation", both)[0].evaluate()[1] is None
 
 
 def test_claims_csv_has_the_shared_record_columns(root):
