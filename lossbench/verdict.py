@@ -51,8 +51,8 @@ class Setting:
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
-    notes: pd.DataFrame = field(default_factory=pd.DataFrame)
     profiles: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frames: dict = field(default_factory=dict)  # group_id -> group_frames(self, group_id)
 
     @property
     def finished(self) -> int:
@@ -74,7 +74,7 @@ class Setting:
                 + (f", no sweep yet for {', '.join(unplanned)}" if unplanned else ""))
 
     def groups(self) -> list[str]:
-        return sorted(self.summary["group_id"].unique()) if self.finished else []
+        return sorted(self.frames)
 
     def label(self, group_id: str) -> str:
         return self.name if len(self.groups()) == 1 else f"{self.name} {group_id}"
@@ -109,17 +109,16 @@ def load_setting(root: Path, name: str) -> Setting:
     if not setting.directory.is_dir():
         return setting
     setting.expected, setting.planned = planned_runs(setting.directory)
-    if not any(setting.directory.rglob("runs.csv")):
-        return setting
     try:
         setting.runs, setting.epochs = analysis.load_results([setting.directory])
-    except UserError as err:
-        if "hold no runs yet" not in str(err):
-            raise
+    except UserError:
+        if any(len(path.read_text().splitlines()) > 1 for path in setting.directory.rglob("runs.csv")):
+            raise  # a damaged file, not a sweep that has not finished a run yet
         return setting
     setting.summary = analysis.summarize(setting.runs, setting.epochs)
-    setting.comparisons, setting.notes = analysis.paired_comparisons(setting.runs, setting.summary)
+    setting.comparisons, _ = analysis.paired_comparisons(setting.runs, setting.summary)
     setting.profiles = analysis.pair_profiles(setting.runs, setting.epochs, setting.summary, setting.comparisons)
+    setting.frames = {group_id: group_frames(setting, group_id) for group_id in setting.summary["group_id"].unique()}
     return setting
 
 
@@ -155,7 +154,7 @@ def verdict_table(settings: list[Setting]) -> str:
     for setting in settings:
         for group_id in setting.groups():
             mark = "" if setting.complete else f" ({setting.status})"
-            columns[f"[{setting.label(group_id)}]({setting.name}/){mark}"] = group_frames(setting, group_id)["profiles"]
+            columns[f"[{setting.label(group_id)}]({setting.name}/){mark}"] = setting.frames[group_id]["profiles"]
     if not columns:
         return "No setting has finished runs yet."
     frame = pd.DataFrame({"pair": list(PAIRS)} | {header: [cell(profiles, pair) for pair in PAIRS]
@@ -186,8 +185,8 @@ def leaders(profiles: pd.DataFrame) -> list[str]:
 
 
 def complete_columns(settings: list[Setting]) -> list[tuple[str, dict]]:
-    return [(setting.label(group_id), group_frames(setting, group_id)) for setting in settings if setting.complete
-            for group_id in setting.groups() if len(group_frames(setting, group_id)["profiles"])]
+    return [(setting.label(group_id), setting.frames[group_id]) for setting in settings if setting.complete
+            for group_id in setting.groups() if len(setting.frames[group_id]["profiles"])]
 
 
 def verdict_text(settings: list[Setting]) -> list[str]:
