@@ -46,6 +46,7 @@ def test_layer_statistics_match_a_hand_forward_pass():
             assert got[m, l].tolist() == pytest.approx([a.mean().item(), a.std().item(), saturated.item()])
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lossbench.studies.EXPERIMENTS_DIR", tmp_path)
