@@ -3,8 +3,8 @@
     python -m lossbench verdict results/verdict    # writes results/verdict/claims.csv
 
 Each function returns lossbench.claims.Claim records (the record gradcheck's claims use) for one
-config group of one setting: `runs`, `epochs` as analysis.load_results gives them, `summary`,
-`comparisons` and `profiles` as analysis.summarize, paired_comparisons and pair_profiles give them.
+config group of one setting: `runs`, `epochs` of the whole setting as analysis.load_results gives
+them, and that group's rows of `summary` and `comparisons` (analysis.summarize, paired_comparisons).
 Every interval resamples seeds, the unit of replication (a seed fixes initialization and batch
 order); a fixed generator (BOOTSTRAP_SEED) makes claims.csv reproducible.
 
@@ -70,6 +70,7 @@ def grid_step(lrs) -> float:
 
 def nielsen_lr_ratio(setting: str, runs, epochs, summary) -> list[Claim]:
     timed = analysis.with_run_stats(runs, epochs)
+    timed = timed[timed["group_id"].isin(summary["group_id"])]
     best = summary[summary["best_lr"]].set_index("pair")["lr"]
     if not {"sigmoid_mse", "sigmoid_ce"} <= set(best.index):
         return []

@@ -130,13 +130,11 @@ def load_settings(root: Path) -> list[Setting]:
 
 
 def group_frames(setting: Setting, group_id: str) -> dict[str, pd.DataFrame]:
-    """The setting's frames restricted to one config group, as lossbench.literature's functions take them."""
-    summary = setting.summary[setting.summary["group_id"] == group_id]
-    labelled = analysis.label_groups(setting.runs)
-    runs = setting.runs[labelled["group_id"].eq(group_id).to_numpy()]
-    return {"runs": runs, "epochs": setting.epochs[setting.epochs["run_id"].isin(runs["run_id"])], "summary": summary,
-            "comparisons": setting.comparisons[setting.comparisons["group_id"] == group_id],
-            "profiles": setting.profiles[setting.profiles["group_id"] == group_id]}
+    """The setting's runs and epochs (group ids are computed over all of them, so they stay as they are) and its
+    summary, comparisons and profiles of one config group, as lossbench.literature's functions take them."""
+    return {"runs": setting.runs, "epochs": setting.epochs,
+            **{name: getattr(setting, name)[getattr(setting, name)["group_id"] == group_id]
+               for name in ("summary", "comparisons", "profiles")}}
 
 
 # --- the table ---------------------------------------------------------------------

@@ -30,13 +30,13 @@ BEST = {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0, "linear_mse":
 CONFIG = "sweep:\n  pairs: [{pairs}]\n  lrs: [0.5, 1.0]\n  seeds: 3\nshard:\n  count: 1\n  index: 0\n"
 
 
-def run(pair, lr, seed, peak):
+def run(pair, lr, seed, peak, **config):
     """make_run of one PEAKS entry: test accuracies 0.4, peak, then the val-selected one (or peak - 0.01)."""
     if peak is None:
-        return make_run(pair, lr, seed, [0.4, 0.4, 0.4], diverged_at=2)
+        return make_run(pair, lr, seed, [0.4, 0.4, 0.4], diverged_at=2, **config)
     if isinstance(peak, tuple):
-        return make_run(pair, lr, seed, [0.4, *peak], val=[0.4, 0.9, 0.95])
-    return make_run(pair, lr, seed, [0.4, peak, peak - 0.01])
+        return make_run(pair, lr, seed, [0.4, *peak], val=[0.4, 0.9, 0.95], **config)
+    return make_run(pair, lr, seed, [0.4, peak, peak - 0.01], **config)
 
 
 def selected(values) -> list[float]:
@@ -44,9 +44,10 @@ def selected(values) -> list[float]:
     return [value[1] if isinstance(value, tuple) else value for value in values]
 
 
-def write_setting(directory: Path, peaks=PEAKS, keep=None) -> Path:
+def write_setting(directory: Path, peaks=PEAKS, keep=None, **config) -> Path:
     """A setting's sweep directory: config.yaml for the 4 pairs x 2 lrs x 3 seeds grid and the first `keep` runs."""
-    runs = [run(pair, lr, seed, peak) for (pair, lr), values in peaks.items() for seed, peak in enumerate(values)]
+    runs = [run(pair, lr, seed, peak, **config) for (pair, lr), values in peaks.items()
+            for seed, peak in enumerate(values)]
     write_sweep(directory, runs[:keep])
     (directory / "config.yaml").write_text(CONFIG.format(pairs=", ".join(dict.fromkeys(p for p, _ in peaks))))
     return directory
@@ -132,6 +133,18 @@ def test_missing_and_unfinished_settings_are_marked_not_fatal(tmp_path):
     assert verdict.main([str(tmp_path), "--no-plots"]) == 0
     assert "unfinished: 0 of 6 runs, no sweep yet for sigmoid_mse, softmax_nll, linear_mse" in (
         tmp_path / "README.md").read_text()
+
+
+def test_a_setting_with_two_config_groups_gets_a_column_and_claims_per_group(tmp_path):
+    write_setting(tmp_path / "mnist_large" / "a")
+    golik = dict(PEAKS) | {("sigmoid_mse", 1.0): [0.5, 0.6, 0.55], ("sigmoid_mse", 0.5): [0.8, 0.85, 0.82]}
+    write_setting(tmp_path / "mnist_large" / "b", golik, train_size=2000)  # g2: sigmoid_mse stuck at its best lr
+    assert verdict.main([str(tmp_path), "--no-plots"]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "| [mnist_large g1](mnist_large/) " in readme and "| [mnist_large g2](mnist_large/) " in readme
+    claims = pd.read_csv(tmp_path / "claims.csv").set_index(["setting", "source"])
+    assert "sigmoid_mse failed = 0; sigmoid_mse runs = 3" in claims.loc[("mnist_large g1", literature.GOLIK), "measurement"]
+    assert "sigmoid_mse failed = 3; sigmoid_mse runs = 3" in claims.loc[("mnist_large g2", literature.GOLIK), "measurement"]
 
 
 def test_a_setting_missing_pairs_is_unfinished_even_with_every_run_of_its_grids(tmp_path):
