@@ -824,8 +824,9 @@ def write_plots(summary: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame,
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench analyze",
-        description="Summary tables with 95% confidence intervals, learning-slowdown measurements and plots "
-                    "from the runs.csv / epochs.csv of one or more sweep directories (searched recursively).")
+        description="Summary tables with 95% confidence intervals, learning-slowdown measurements, paired "
+                    "comparisons of the pairs at their best lrs (matched on seed) with a ranking, and plots, from the "
+                    "runs.csv / epochs.csv of one or more sweep directories (searched recursively).")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep output directories (or parents of them)")
     parser.add_argument("--out", type=Path, help="output directory (default: DIR/analysis of the first DIR)")
     parser.add_argument("--first-epochs", type=int, default=3, metavar="K",
