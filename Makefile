@@ -14,12 +14,12 @@ OTHER_STUDIES = toy_neuron nielsen_ch5_gradients
 # $(RESULTS)/verdict/<setting>/. About 27 min per setting on the 2-core CPU; reruns resume.
 # `python -m lossbench verdict $(RESULTS)/verdict` then writes its README.md and claims.csv from the CSVs.
 VERDICT_SETTINGS = mnist_large mnist_default fashion_large fashion_default
-# More for the verdict, each after `make verdict` (CPU times estimated from a side-by-side timing of one
-# ensemble epoch each, relative to a 784-30-10 setting; see docs/verdict.md):
-#   verdict_mnist_deep   [784,30,30,30,10], the same grid: Glorot & Bengio's plateaus; ~1.4x a setting (~40 min)
-#   verdict_saturation   hidden_saturation study at the deep sweep's best lrs, 40 models x 30 epochs (~7 min)
+# More for the verdict, each after `make verdict` (CPU times: side-by-side timings relative to a 784-30-10
+# setting, scaled to its 27 min; docs/verdict.md):
+#   verdict_mnist_deep   [784,30,30,30,10], the same grid: Glorot & Bengio's plateaus; 1.4x a setting (~40 min)
+#   verdict_saturation   hidden_saturation study at the deep sweep's best lrs, 40 models x 30 epochs (~6 min)
 #   verdict_h100         784-100-10, each pair at its best lr of the 784-30-10 setting and one grid step either
-#                        side (10 seeds), one sweep per pair into <setting>_h100/<pair>/; ~25 min per setting
+#                        side (10 seeds), one sweep per pair into <setting>_h100/<pair>/; ~23 min per setting
 VERDICT_H100 = $(addprefix verdict_h100_,$(VERDICT_SETTINGS))
 
 reproduce: $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison report
