@@ -12,7 +12,15 @@ SWEEP_STUDIES = nielsen_ch1_h30 nielsen_ch3_h30 nielsen_ch1_h100 nielsen_ch3_h10
 OTHER_STUDIES = toy_neuron nielsen_ch5_gradients
 # The verdict (issue 12): 4 pairs x 13 lrs x 10 seeds per setting (experiments/verdict_*.yaml), into
 # $(RESULTS)/verdict/<setting>/. About 27 min per setting on the 2-core CPU; reruns resume.
+# `python -m lossbench verdict $(RESULTS)/verdict` then writes its README.md and claims.csv from the CSVs.
 VERDICT_SETTINGS = mnist_large mnist_default fashion_large fashion_default
+# More for the verdict, each after `make verdict` (CPU times: side-by-side timings relative to a 784-30-10
+# setting, scaled to its 27 min; docs/verdict.md):
+#   verdict_mnist_deep   [784,30,30,30,10], the same grid: Glorot & Bengio's plateaus; 1.4x a setting (~40 min)
+#   verdict_saturation   hidden_saturation study at the deep sweep's best lrs, 40 models x 30 epochs (~6 min)
+#   verdict_h100         784-100-10, each pair at its best lr of the 784-30-10 setting and one grid step either
+#                        side (10 seeds), one sweep per pair into <setting>_h100/<pair>/; ~23 min per setting
+VERDICT_H100 = $(addprefix verdict_h100_,$(VERDICT_SETTINGS))
 
 reproduce: $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison report
 
@@ -28,10 +36,30 @@ default_comparison:  # the README's main command: 4 pairs x 8 learning rates x 5
 	$(PYTHON) -m lossbench analyze $(RESULTS)/$@
 
 verdict: $(addprefix verdict_,$(VERDICT_SETTINGS))
+	$(PYTHON) -m lossbench verdict $(RESULTS)/verdict
 
-$(addprefix verdict_,$(VERDICT_SETTINGS)):
+verdict_more: verdict_mnist_deep verdict_saturation verdict_h100
+	$(PYTHON) -m lossbench verdict $(RESULTS)/verdict
+
+$(addprefix verdict_,$(VERDICT_SETTINGS) mnist_deep):
 	$(PYTHON) -m lossbench sweep +experiment=$@ device=$(DEVICE) hydra.run.dir=$(RESULTS)/verdict/$(@:verdict_%=%)
 	$(PYTHON) -m lossbench analyze $(RESULTS)/verdict/$(@:verdict_%=%)
+
+verdict_saturation: verdict_mnist_deep
+	$(PYTHON) -m lossbench study hidden_saturation --best-lrs-from $(RESULTS)/verdict/mnist_deep \
+	  --out $(RESULTS)/verdict/hidden_saturation
+
+verdict_h100: $(VERDICT_H100)
+
+# `verdict --around S` prints "pair [lower,best,upper]" per pair of the finished setting S (an error if unfinished)
+$(VERDICT_H100):
+	lrs="$$($(PYTHON) -m lossbench verdict $(RESULTS)/verdict --around $(@:verdict_h100_%=%))" || exit 1; \
+	echo "$$lrs" | while read pair grid; do \
+	  $(PYTHON) -m lossbench sweep +experiment=verdict_$(@:verdict_h100_%=%)_h100 "sweep.pairs=[$$pair]" \
+	    "sweep.lrs=$$grid" device=$(DEVICE) hydra.run.dir=$(RESULTS)/verdict/$(@:verdict_h100_%=%)_h100/$$pair \
+	    || exit 1; \
+	done
+	$(PYTHON) -m lossbench analyze $(RESULTS)/verdict/$(@:verdict_h100_%=%)_h100
 
 report:
 	$(PYTHON) -m lossbench report $(RESULTS)
@@ -39,4 +67,6 @@ report:
 clean-results:
 	rm -rf $(addprefix $(RESULTS)/,$(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison)
 
-.PHONY: reproduce verdict $(addprefix verdict_,$(VERDICT_SETTINGS)) report clean-results $(SWEEP_STUDIES) $(OTHER_STUDIES) default_comparison
+.PHONY: reproduce verdict verdict_more verdict_saturation verdict_h100 $(VERDICT_H100) \
+	$(addprefix verdict_,$(VERDICT_SETTINGS) mnist_deep) report clean-results $(SWEEP_STUDIES) $(OTHER_STUDIES) \
+	default_comparison

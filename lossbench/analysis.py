@@ -13,8 +13,16 @@ different experiments are never pooled) and writes to DIR/analysis/ (first DIR) 
   slowdown.csv, slowdown.md  output- and hidden-layer gradient norms over the first epochs,
                              their ratio, the share of saturated outputs, and the ratio of the
                              best learning rates of sigmoid_mse and sigmoid_ce (book: about 6)
-  *_g<k>.png                 per config group k: accuracy_vs_epoch, peak_vs_lr,
-                             gradients_vs_epoch, saturation_vs_epoch (sigmoid pairs only)
+  comparison.csv, .md        per config group and metric (val-selected and peak test accuracy), every two
+                             pairs at their best lrs, matched on seed: the mean paired difference, its 95%
+                             t-interval, the paired t-test's p and Holm's correction; the .md adds the ranking
+  ranking.csv                per (config group, pair): its best lr, accuracies with their rank (1 + the
+                             pairs shown better: pairs whose interval covers 0 tie), robustness (the lr band
+                             within 1 point of its best mean peak), speed (epochs to 95% / 97%), reliability
+                             (stuck or diverged runs in that band); columns in docs/verdict.md
+  *_g<k>.png                 per config group k: accuracy_vs_epoch, peak_vs_lr (with a zoom on the top
+                             pairs), gradients_vs_epoch, saturation_vs_epoch (sigmoid pairs only), and the
+                             forest plot of the paired differences, comparison
 
 Diverged runs are counted and excluded from every accuracy and gradient statistic.
 The best learning rate of a (group, pair) is chosen on validation accuracy only: among
@@ -23,7 +31,8 @@ the one with the highest mean over seeds of each run's best validation accuracy 
 epochs 1..E; ties go to the smaller learning rate.
 
 Python API: load_results(dirs), summarize(runs, epochs), slowdown(runs, epochs, summary),
-best_lr_ratio(summary), seed_distribution(runs, book=...).
+best_lr_ratio(summary), paired_comparisons(runs, summary), pair_profiles(runs, epochs, summary,
+comparisons), seed_distribution(runs, book=...).
 """
 
 import argparse
@@ -34,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import MaxNLocator
 from scipy import special, stats
 
@@ -49,6 +59,7 @@ EPOCHS_COLUMNS = ["run_id", *EPOCHS_NUMERIC]
 STATUSES = {"ok", "diverged"}
 THRESHOLDS = (0.90, 0.95)
 CONFIDENCE = 0.95
+STUCK = 0.90  # a run whose peak stays below this learned only some of the digits (a stuck run)
 # Ch. 3: the quadratic cost's gradient carries sigma'(z) = a(1 - a), whose mean over a in [0, 1]
 # is 1/6, so its learning rate should be about 6x cross-entropy's (the book's 3.0 vs 0.5).
 BOOK_LR_RATIO = 6.0
@@ -137,13 +148,13 @@ def label_groups(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def with_run_stats(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """label_groups(runs) plus best_val_acc (max val_acc over epochs >= 1) and epochs_to_90 /
-    epochs_to_95 (first epoch whose test_acc reaches the threshold; NaN if none)."""
+def with_run_stats(runs: pd.DataFrame, epochs: pd.DataFrame, thresholds=THRESHOLDS) -> pd.DataFrame:
+    """label_groups(runs) plus best_val_acc (max val_acc over epochs >= 1) and, per threshold,
+    epochs_to_90, epochs_to_95, ... (first epoch whose test_acc reaches it; NaN if none)."""
     runs = label_groups(runs)
     trained = epochs[epochs["epoch"] >= 1]
     runs["best_val_acc"] = runs["run_id"].map(trained.groupby("run_id")["val_acc"].max())
-    for threshold in THRESHOLDS:
+    for threshold in thresholds:
         reached = trained[trained["test_acc"] >= threshold].groupby("run_id")["epoch"].min()
         runs[f"epochs_to_{threshold * 100:.0f}"] = runs["run_id"].map(reached)
     return runs
@@ -242,6 +253,130 @@ def best_lr_ratio(summary: pd.DataFrame) -> pd.DataFrame:
     return ratio.reset_index()
 
 
+# --- paired comparisons, ranking, per-pair profiles -------------------------------
+# Paired comparisons (comparison.csv): the runs of two pairs with the same seed share their initialization
+# and batch order (ensemble.py: the seed alone fixes both), so they are matched on seed, never on row order.
+COMPARED = {"val_selected_test_acc": "val_selected", "peak_test_acc": "peak"}  # runs.csv column -> summary prefix
+PAIRED_TEST = "paired t-test (scipy.stats.ttest_rel, two-sided)"
+COMPARISON_COLUMNS = ["group_id", "pair", "other", "lr", "other_lr", "metric", "n", "mean_diff", "ci_low",
+                      "ci_high", "p_value", "p_holm"]
+ROBUST_BAND = 0.01  # one accuracy point: the lrs whose mean peak is this close to the pair's best form its band
+SPEED_THRESHOLDS = (0.95, 0.97)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment: the i-th smallest of m p-values times (m - i + 1), made monotone
+    by a running maximum and capped at 1. NaN stays NaN and does not count in m."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    known = np.flatnonzero(~np.isnan(p))
+    order = known[np.argsort(p[known], kind="stable")]
+    factors = len(order) - np.arange(len(order))
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(factors * p[order]))
+    return adjusted
+
+
+def paired_difference(ours: pd.Series, theirs: pd.Series) -> dict:
+    """n, mean_diff, ci_low, ci_high, p_value of ours - theirs over the seeds (index) where both have a value."""
+    matched = ours.notna() & theirs.notna()
+    a, b = ours[matched], theirs[matched]
+    with warnings.catch_warnings():  # identical differences: scipy warns; the interval is (mean, mean)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = stats.ttest_rel(a, b)
+        interval = test.confidence_interval(CONFIDENCE)
+    return {"n": int(matched.sum()), "mean_diff": float((a - b).mean()), "ci_low": float(interval.low),
+            "ci_high": float(interval.high), "p_value": float(test.pvalue)}
+
+
+def by_seed(best: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """[seed x pair] table of `metric` of one group's best-lr runs: the pairing is the seed index."""
+    return best.pivot_table(index="seed", columns="pair", values=metric, aggfunc="mean")
+
+
+def paired_comparisons(runs: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(comparisons, notes): the comparison.csv rows (docs/verdict.md), and (group_id, note) rows for
+    every group or two pairs that could not be compared, saying why."""
+    best = best_runs(runs, summary)
+    lrs = summary[summary["best_lr"]].set_index(["group_id", "pair"])["lr"]
+    rows, notes = [], []
+    for group_id in sorted(summary["group_id"].unique()):
+        runs_of_group = best[best["group_id"] == group_id]
+        pairs = sorted(runs_of_group["pair"].unique())
+        if len(pairs) < 2:
+            having = f"only {pairs[0]} has" if pairs else "no pair has"
+            notes.append((group_id, f"{having} a best lr (a learning rate with finished runs): nothing to compare."))
+            continue
+        for metric in COMPARED:
+            table = by_seed(runs_of_group, metric)
+            ordered = table.mean().sort_values(ascending=False, kind="stable").index
+            family = []
+            for i, pair in enumerate(ordered):
+                for other in ordered[i + 1:]:
+                    row = paired_difference(table[pair], table[other])
+                    if row["n"] < 2:  # one note for both metrics: the same runs are missing
+                        first, second = sorted([pair, other])
+                        notes.append((group_id, f"{first} vs {second}: {row['n']} seed(s) with finished runs of "
+                                                "both at their best lrs; a paired interval needs 2 or more."))
+                        continue
+                    family.append({"group_id": group_id, "pair": pair, "other": other, "lr": lrs[group_id, pair],
+                                   "other_lr": lrs[group_id, other], "metric": metric, **row})
+            for row, p_holm in zip(family, holm([row["p_value"] for row in family])):
+                rows.append(row | {"p_holm": p_holm})
+    notes = pd.DataFrame(notes, columns=["group_id", "note"]).drop_duplicates()
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS), notes
+
+
+def ranks(comparisons: pd.DataFrame, pairs: list[str], metric: str) -> dict[str, int]:
+    """Per pair: 1 + the number of pairs whose advantage over it has an interval entirely above 0."""
+    rows = comparisons[comparisons["metric"] == metric]
+    better = {pair: 0 for pair in pairs}
+    for row in rows.itertuples():
+        if row.ci_low > 0:
+            better[row.other] += 1
+        elif row.ci_high < 0:
+            better[row.pair] += 1
+    return {pair: 1 + count for pair, count in better.items()}
+
+
+def pair_profiles(runs: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame,
+                  comparisons: pd.DataFrame) -> pd.DataFrame:
+    """ranking.csv: one row per (group, pair) with a best lr; columns in docs/verdict.md."""
+    timed = with_run_stats(runs, epochs, SPEED_THRESHOLDS)
+    rows = []
+    for (group_id, pair), cells in summary.groupby(["group_id", "pair"]):
+        chosen = cells[cells["best_lr"]]
+        if chosen.empty:
+            continue
+        best = chosen.iloc[0]
+        top = cells["peak_mean"].max()
+        band = cells[cells["peak_mean"] >= top - ROBUST_BAND - 1e-12]  # 1e-12: the best cell itself, despite rounding
+        in_band = timed[(timed["group_id"] == group_id) & (timed["pair"] == pair) & timed["lr"].isin(band["lr"])]
+        stuck = (~in_band["diverged"] & (in_band["peak_test_acc"] < STUCK)).sum()
+        at_best = timed[(timed["group_id"] == group_id) & (timed["pair"] == pair) & (timed["lr"] == best["lr"])
+                        & ~timed["diverged"]]
+        row = {"group_id": group_id, "group": best["group"], "pair": pair, "lr": best["lr"], "n": best["n"]}
+        for prefix in COMPARED.values():
+            row |= {f"{prefix}_mean": best[f"{prefix}_mean"], f"{prefix}_ci95": best[f"{prefix}_ci95"]}
+        row |= {"band_lr_low": band["lr"].min(), "band_lr_high": band["lr"].max(),
+                "robustness": band["lr"].max() / band["lr"].min(), "band_lrs": len(band)}
+        for threshold in SPEED_THRESHOLDS:
+            percent = f"{threshold * 100:.0f}"
+            reached = at_best[f"epochs_to_{percent}"]
+            row |= {f"reach{percent}_n": int(reached.count()), f"epochs_to_{percent}": reached.mean()}
+        row |= {"band_runs": len(in_band), "band_stuck": int(stuck), "band_diverged": int(in_band["diverged"].sum()),
+                "unreliable": (stuck + in_band["diverged"].sum()) / len(in_band)}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for metric, prefix in COMPARED.items():
+        by_group = {group_id: ranks(comparisons[comparisons["group_id"] == group_id], list(part["pair"]), metric)
+                    for group_id, part in table.groupby("group_id")}
+        table.insert(table.columns.get_loc(f"{prefix}_ci95") + 1, f"rank_{prefix}",
+                     [by_group[group_id][pair] for group_id, pair in zip(table["group_id"], table["pair"])])
+    return table
+
+
 # --- seed distributions (for results tables) -----------------------------------
 def seed_distribution(runs: pd.DataFrame, book: float | None = None, metric: str = "peak_test_acc",
                       best_of: int = 3) -> pd.Series:
@@ -265,13 +400,19 @@ def seed_distribution(runs: pd.DataFrame, book: float | None = None, metric: str
     if book is not None and len(values):
         result["book_percentile"] = stats.percentileofscore(values, book, kind="weak")
     if len(values) >= best_of:
-        weights = special.comb(np.arange(len(values)), best_of - 1) / special.comb(len(values), best_of)
+        weights = best_of_weights(len(values), best_of)
         mean = np.average(values, weights=weights)
         result["best_of_k_mean"] = mean
         result["best_of_k_std"] = np.sqrt(np.average((values - mean) ** 2, weights=weights))
         if book is not None:
             result["best_of_k_book_percentile"] = 100 * weights[values <= book].sum()
     return pd.Series(result)
+
+
+def best_of_weights(n: int, k: int) -> np.ndarray:
+    """P(the i-th smallest of n values is the best of k distinct ones drawn at random): it is the
+    maximum of C(i-1, k-1) of the C(n, k) sets of k."""
+    return special.comb(np.arange(n), k - 1) / special.comb(n, k)
 
 
 # --- tables as text -------------------------------------------------------------
@@ -364,6 +505,84 @@ def lr_ratio_text(ratios: pd.DataFrame) -> str:
                               "the measured ratio is only as fine as the swept lr grid)"])
 
 
+def points(value: float) -> str:
+    """A difference of accuracies (fractions) in percentage points, signed."""
+    return f"{100 * value:+.2f}"
+
+
+def comparison_text(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "pair - other": [f"{row.pair} (η={row.lr:g}) - {row.other} (η={row.other_lr:g})" for row in rows.itertuples()],
+        "n": rows["n"],
+        "mean diff (points)": rows["mean_diff"].map(points),
+        "95% CI": [f"[{points(lo)}, {points(hi)}]" for lo, hi in zip(rows["ci_low"], rows["ci_high"])],
+        "p": rows["p_value"].map(lambda p: number(p, ".2g")),
+        "p (Holm)": rows["p_holm"].map(lambda p: number(p, ".2g"))})
+
+
+def profile_text(profiles: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "pair": profiles["pair"], "best lr": profiles["lr"].map("{:g}".format),
+        "val-selected % (rank)": [f"{percent_stat(m, c, n)} ({r})" for m, c, n, r in zip(
+            profiles["val_selected_mean"], profiles["val_selected_ci95"], profiles["n"], profiles["rank_val_selected"])],
+        "peak % (rank)": [f"{percent_stat(m, c, n)} ({r})" for m, c, n, r in zip(
+            profiles["peak_mean"], profiles["peak_ci95"], profiles["n"], profiles["rank_peak"])],
+        "lr band (robustness)": [f"{lo:g}-{hi:g} (x{f:.3g})" for lo, hi, f in zip(
+            profiles["band_lr_low"], profiles["band_lr_high"], profiles["robustness"])],
+        **{f"epochs to {t * 100:.0f}%": [reach(c, m, n) for c, m, n in zip(
+            profiles[f"reach{t * 100:.0f}_n"], profiles[f"epochs_to_{t * 100:.0f}"], profiles["n"])]
+           for t in SPEED_THRESHOLDS},
+        "stuck or diverged in band": [f"{s + d}/{r} ({(s + d) / r:.0%})" for s, d, r in zip(
+            profiles["band_stuck"], profiles["band_diverged"], profiles["band_runs"])]})
+
+
+COMPARISON_LEGEND = (f"Each comparison: both pairs at their best lr (chosen on validation), matched on seed (same "
+          f"initialization and batch order); mean difference in accuracy points over the matched seeds, 95% "
+          f"t-interval, {PAIRED_TEST}, p Holm-corrected within the group and metric. Rank: 1 + the number "
+          f"of pairs whose advantage has an interval entirely above 0 (an interval covering 0 is a tie). "
+          f"lr band: the lrs whose mean peak is within {100 * ROBUST_BAND:g} point of the pair's best, "
+          f"robustness = largest / smallest lr in it; epochs to 95% / 97% at the best lr (runs reaching it / "
+          f"runs, at the mean first epoch); stuck = peak below {STUCK:.0%}.")
+
+
+def comparison_markdown(comparisons: pd.DataFrame, notes: pd.DataFrame, profiles: pd.DataFrame,
+                        summary: pd.DataFrame) -> str:
+    parts = ["# Paired comparisons at each pair's best learning rate", "", COMPARISON_LEGEND, ""]
+    for group_id, cells in summary.groupby("group_id"):
+        parts += [f"## {group_id}: {cells['group'].iloc[0]}", ""]
+        group_profiles = profiles[profiles["group_id"] == group_id] if len(profiles) else profiles
+        if len(group_profiles):
+            ranked = group_profiles.sort_values(["rank_val_selected", "val_selected_mean"], ascending=[True, False])
+            parts += [markdown_table(profile_text(ranked)), ""]
+        for metric in COMPARED:
+            rows = comparisons[(comparisons["group_id"] == group_id) & (comparisons["metric"] == metric)]
+            if len(rows):
+                parts += [f"### {metric}", "", markdown_table(comparison_text(rows)), ""]
+        parts += [f"Note: {note}" for note in notes.loc[notes["group_id"] == group_id, "note"]]
+        parts += [""]
+    return "\n".join(parts)
+
+
+def ranking_takeaway(profiles: pd.DataFrame, comparisons: pd.DataFrame, metric: str = "val_selected_test_acc") -> str:
+    """One line, from the numbers: who ranks first on `metric` (and who ties), and the last pair's gap."""
+    prefix = COMPARED[metric]
+    ranked = profiles.sort_values([f"rank_{prefix}", f"{prefix}_mean"], ascending=[True, False])
+    first = ranked[ranked[f"rank_{prefix}"] == 1]
+    leader = first.iloc[0]
+    name = prefix.replace("_", "-")
+    text = f"{name}: {leader['pair']} leads ({100 * leader[f'{prefix}_mean']:.2f}%)"
+    if len(first) > 1:
+        text += f", tied with {', '.join(first['pair'].iloc[1:])} (intervals cover 0)"
+    last = ranked.iloc[-1]
+    gap = comparisons[(comparisons["metric"] == metric) & (comparisons["pair"] == leader["pair"])
+                      & (comparisons["other"] == last["pair"])]
+    if last[f"rank_{prefix}"] > 1 and len(gap):
+        row = gap.iloc[0]
+        text += (f"; {last['pair']} is {100 * row['mean_diff']:.2f} points behind "
+                 f"[{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}]")
+    return text
+
+
 # --- plots ----------------------------------------------------------------------
 BAND = "mean; band: min-max over seeds"
 
@@ -372,10 +591,10 @@ def pair_colors(pairs) -> dict[str, str]:
     return {pair: f"C{i}" for i, pair in enumerate(sorted(set(pairs)))}
 
 
-def new_figure(title: str, group: str, ncols: int = 1) -> tuple[Figure, list]:
+def new_figure(title: str, group: str, ncols: int = 1, takeaway: str = "") -> tuple[Figure, list]:
     # a bare Figure renders with the Agg canvas: no GUI backend, no pyplot state
     figure = Figure(figsize=(7 * ncols, 4.8), layout="constrained")
-    figure.suptitle(f"{title}\n{group}", fontsize=11)
+    figure.suptitle(f"{title}\n{group}" + (f"\n{takeaway}" if takeaway else ""), fontsize=11)
     return figure, list(figure.subplots(1, ncols, squeeze=False)[0])
 
 
@@ -393,31 +612,98 @@ def plot_curves(ax, runs: pd.DataFrame, epochs: pd.DataFrame, column: str, color
     ax.set_xlabel("epoch")
 
 
+def accuracy_takeaway(runs: pd.DataFrame, epochs: pd.DataFrame, threshold: float = 0.95) -> str:
+    """One line from the best-lr runs: who reaches `threshold` test accuracy first on average, and how many runs do."""
+    reached = epochs[(epochs["epoch"] >= 1) & (epochs["test_acc"] >= threshold)].groupby("run_id")["epoch"].min()
+    first_epoch = runs.assign(epoch=runs["run_id"].map(reached)).groupby("pair")["epoch"].agg(["mean", "count", "size"])
+    percent = f"{100 * threshold:g}%"
+    if not first_epoch["count"].any():
+        return f"No run reaches {percent} test accuracy at its pair's best lr."
+    reaching = first_epoch[first_epoch["count"] > 0].assign(share=lambda t: t["count"] / t["size"])
+    first = reaching.sort_values(["share", "mean"], ascending=[False, True]).iloc[0]  # most runs reaching it, then soonest
+    return (f"First to {percent} on average: {first.name}, epoch {first['mean']:.1f} "
+            f"({first['count']:g} of {first['size']:g} runs reach it)")
+
+
 def plot_accuracy(group: str, runs: pd.DataFrame, epochs: pd.DataFrame, colors: dict) -> Figure:
-    figure, [ax] = new_figure("Test accuracy at each pair's best learning rate", group)
+    figure, [ax] = new_figure("Test accuracy at each pair's best learning rate", group,
+                              takeaway=accuracy_takeaway(runs, epochs))
     plot_curves(ax, runs, epochs[epochs["epoch"] >= 1], "test_acc", colors, scale=100)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(title=BAND, fontsize=8, title_fontsize=8)
     return figure
 
 
+# Best-lr markers, one shape per pair, so that two pairs whose best lr and accuracy coincide stay apart.
+BEST_MARKERS = ["*", "D", "^", "s", "P", "X", "v", "h"]
+ZOOM_POINTS = 3.0  # the zoomed panel shows the pairs whose best-lr mean peak is within this of the best
+
+
+def clipped_errors(mean: pd.Series, ci: pd.Series) -> np.ndarray:
+    """[2, n] error bar lengths of mean ± ci, in %, cut at the possible range [0, 100]."""
+    mean, ci = 100 * mean.to_numpy(), 100 * ci.fillna(0).to_numpy()
+    return np.vstack([np.minimum(ci, mean), np.minimum(ci, 100 - mean)])
+
+
+def peak_takeaway(cells: pd.DataFrame) -> str:
+    """One line from the best-lr cells: the highest mean peak and every other pair's distance from it."""
+    best = cells[cells["best_lr"] & (cells["n"] > 0)].sort_values("peak_mean", ascending=False)
+    if best.empty:
+        return ""
+    top = best.iloc[0]
+    behind = ", ".join(f"{row.pair} {100 * (row.peak_mean - top['peak_mean']):+.2f}" for row in best.iloc[1:].itertuples())
+    return (f"At the best lrs: {top['pair']} peaks highest, {100 * top['peak_mean']:.2f}% (η={top['lr']:g})"
+            + (f"; {behind} points" if behind else ""))
+
+
+def zoom_window(cells: pd.DataFrame) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(x, y) ranges of the zoomed panel: y (%) spans the best-lr cells of the pairs within ZOOM_POINTS of the
+    best, intervals included; x spans those pairs' lrs whose mean peak falls in that y range, half a grid
+    step (a factor 1.5) beyond."""
+    best = cells[cells["best_lr"] & (cells["n"] > 0)]
+    top = best[best["peak_mean"] >= best["peak_mean"].max() - ZOOM_POINTS / 100]
+    low = 100 * (top["peak_mean"] - top["peak_ci95"].fillna(0)).min()
+    high = 100 * (top["peak_mean"] + top["peak_ci95"].fillna(0)).max()
+    margin = max(0.25, 0.1 * (high - low))
+    low, high = max(0.0, low - margin), min(100.0, high + margin)
+    shown = cells[cells["pair"].isin(top["pair"]) & (100 * cells["peak_mean"]).between(low, high)]
+    return (shown["lr"].min() / 1.5, shown["lr"].max() * 1.5), (low, high)
+
+
 def plot_peak_vs_lr(group: str, cells: pd.DataFrame, colors: dict) -> Figure:
-    figure, [ax] = new_figure("Peak test accuracy vs learning rate (diverged runs excluded)", group)
+    figure, axes = new_figure("Peak test accuracy vs learning rate (diverged runs excluded)", group, ncols=2,
+                              takeaway=peak_takeaway(cells))
+    markers = {pair: BEST_MARKERS[i % len(BEST_MARKERS)] for i, pair in enumerate(sorted(colors))}
+    handles, labels = [], []
     for pair, part in cells.groupby("pair"):
-        ok, chosen, lost = part[part["n"] > 0], part[part["best_lr"]], part[part["n"] == 0]
-        ax.errorbar(ok["lr"], 100 * ok["peak_mean"], yerr=100 * ok["peak_ci95"].fillna(0), capsize=3,
-                    marker="o", color=colors[pair], label=pair)
-        ax.plot(chosen["lr"], 100 * chosen["peak_mean"], "*", color=colors[pair], markersize=14)
+        ok, chosen, lost = part[part["n"] > 0], part[part["best_lr"] & (part["n"] > 0)], part[part["n"] == 0]
+        for ax in axes:
+            line = ax.errorbar(ok["lr"], 100 * ok["peak_mean"], yerr=clipped_errors(ok["peak_mean"], ok["peak_ci95"]),
+                               capsize=3, marker=".", color=colors[pair])
+            star, = ax.plot(chosen["lr"], 100 * chosen["peak_mean"], markers[pair], color=colors[pair],
+                            markersize=13, markeredgecolor="black", zorder=3)
         # an lr where every seed diverged has no accuracy: an x on the bottom edge, at that lr
-        ax.plot(lost["lr"], [0.03] * len(lost), "x", color=colors[pair], markersize=9, markeredgewidth=2,
-                transform=ax.get_xaxis_transform())
+        axes[0].plot(lost["lr"], [0.03] * len(lost), "x", color=colors[pair], markersize=9, markeredgewidth=2,
+                     transform=axes[0].get_xaxis_transform())
+        handles.append((line, star) if len(chosen) else line)
+        labels.append(pair + "".join(f": best η={row.lr:g}, {100 * row.peak_mean:.2f}%" for row in chosen.itertuples()))
     if (cells["n"] == 0).any():
-        ax.plot([], [], "x", color="gray", markeredgewidth=2, label="every seed diverged")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate η (log scale)")
-    ax.set_ylabel("peak test accuracy (%)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="mean ± 95% CI over seeds; ★ best lr (validation)", fontsize=8, title_fontsize=8)
+        handles.append(axes[0].plot([], [], "x", color="gray", markeredgewidth=2)[0])
+        labels.append("every seed diverged")
+    axes[0].set_ylim(0, 100)
+    axes[0].set_title("all learning rates; 95% CI cut at [0, 100]", fontsize=10)
+    if cells["best_lr"].any() and (cells["n"] > 0).any():
+        xlim, ylim = zoom_window(cells)
+        axes[1].set_xlim(*xlim)
+        axes[1].set_ylim(*ylim)
+    axes[1].set_title(f"zoom: the pairs within {ZOOM_POINTS:g} points of the best at their best lr", fontsize=10)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate η (log scale)")
+        ax.set_ylabel("peak test accuracy (%)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="lower left", fontsize=8,
+                   title="mean ± 95% CI over seeds; big marker: best lr (validation)", title_fontsize=8)
     return figure
 
 
@@ -444,8 +730,72 @@ def plot_saturation(group: str, runs: pd.DataFrame, epochs: pd.DataFrame, colors
     return figure
 
 
-def write_plots(summary: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> list[Path]:
-    """Each config group's PNGs (curves only where some pair has a best lr); returns their paths."""
+def plot_forest(group: str, comparisons: pd.DataFrame, profiles: pd.DataFrame):
+    """comparison_g<k>.png: per metric, each comparison's mean difference and 95% interval, 0 marked."""
+    metrics = [m for m in COMPARED if (comparisons["metric"] == m).any()]
+    figure, axes = new_figure("Paired differences at the best learning rates (matched seeds)", group,
+                                       ncols=len(metrics))
+    height = max(3.5, 0.5 * comparisons.groupby("metric").size().max() + 2.4)
+    figure.set_size_inches(7 * len(metrics), height)
+    for ax, metric in zip(axes, metrics):
+        rows = comparisons[comparisons["metric"] == metric].iloc[::-1]  # the first comparison on top
+        for y, row in enumerate(rows.itertuples()):
+            shown = row.ci_low > 0 or row.ci_high < 0
+            ax.errorbar(100 * row.mean_diff, y, xerr=[[100 * (row.mean_diff - row.ci_low)], [100 * (row.ci_high - row.mean_diff)]],
+                        fmt="o", color="C3" if shown else "0.4", capsize=3)
+            ax.annotate(f"p_Holm={number(row.p_holm, '.2g')}", (1.0, y), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+        ax.axvline(0, color="black", lw=1)
+        ax.set_yticks(range(len(rows)), [f"{r.pair} − {r.other}\n(η {r.lr:g} vs {r.other_lr:g}, n={r.n})"
+                                         for r in rows.itertuples()], fontsize=8)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel("mean paired difference in test accuracy (points) with its 95% CI\n"
+                      "red: the interval excludes 0; grey: a tie")
+        ax.set_title(f"{metric}\n" + textwrap.fill(ranking_takeaway(profiles, comparisons, metric), 90), fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    return figure
+
+
+def plot_seed_distribution(title: str, runs: pd.DataFrame, book: float, best_of: int = 3) -> Figure:
+    """Of one study's runs (seed_distribution's): every run's peak test accuracy a mark (jittered strip), the exact
+    distribution of the best of `best_of` runs (stems: the chance that a run is the best of a random set of
+    `best_of`), the book's number across both; left: all runs, right: zoomed on the book's number and our top."""
+    d = seed_distribution(runs, book=book, best_of=best_of)
+    values = 100 * np.sort(runs.loc[runs["status"] == "ok", "peak_test_acc"].dropna().to_numpy())
+    book = 100 * book
+    takeaway = (f"book {book:.2f}%: at or above {d['book_percentile']:.0f}% of our single runs and "
+                f"{d['best_of_k_book_percentile']:.0f}% of our best-of-{best_of} draws"
+                if not np.isnan(d["best_of_k_book_percentile"]) else f"book {book:.2f}%")
+    figure = Figure(figsize=(13, 4.6), layout="constrained")
+    figure.suptitle(f"{title}: peak test accuracy of {len(values)} seeds\n{takeaway}", fontsize=11)
+    axes = figure.subplots(1, 2, sharey=True)
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(values))  # fixed: the picture is reproducible
+    stuck = values < 100 * STUCK
+    weights = best_of_weights(len(values), best_of) if len(values) >= best_of else np.zeros(len(values))
+    for ax in axes:
+        ax.plot(values[~stuck], 1 + jitter[~stuck], "o", color="C0", alpha=0.6, markersize=5, label="one run (seed)")
+        ax.plot(values[stuck], 1 + jitter[stuck], "o", color="C3", alpha=0.8, markersize=5,
+                label=f"one run peaking below {STUCK:.0%}")
+        ax.vlines(values, 0, -0.8 * weights / max(weights.max(), 1e-12), color="C2", lw=1.2,
+                  label=f"chance that the run is the best of {best_of} (height)")
+        ax.axvline(book, color="black", ls="--", lw=1.5, label=f"the book: {book:.2f}%")
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.set_xlabel("peak test accuracy (%)")
+    axes[0].plot([100 * d["median"]], [1.45], "v", color="C0", markersize=9, label=f"our median: {100 * d['median']:.2f}%")
+    axes[0].set_yticks([1, -0.4], ["single runs", f"best of {best_of}"])
+    axes[0].set_ylim(-1.0, 1.6)
+    axes[0].set_title("all runs", fontsize=10)
+    learned = values[~stuck] if (~stuck).any() else values  # the zoom leaves out the stuck runs
+    axes[1].set_xlim(min(learned.min(), book) - 0.1, max(learned.max(), book) + 0.1)
+    axes[1].set_title(f"zoom: the runs peaking at {STUCK:.0%} or more, and the book's number", fontsize=10)
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=8)
+    return figure
+
+
+def write_plots(summary: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame, out: Path,
+                comparisons: pd.DataFrame, profiles: pd.DataFrame) -> list[Path]:
+    """Each config group's PNGs (curves only where some pair has a best lr, the forest plot only where
+    some comparison was made); returns their paths."""
     colors = pair_colors(summary["pair"])
     best = best_runs(runs, summary)
     saturating = epochs.dropna(subset=["test_saturated"])["run_id"]
@@ -461,6 +811,10 @@ def write_plots(summary: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame,
         sigmoid = chosen[chosen["run_id"].isin(saturating)]
         if not sigmoid.empty:
             figures[f"saturation_vs_epoch_{group_id}"] = plot_saturation(group, sigmoid, epochs, colors)
+        compared = comparisons[comparisons["group_id"] == group_id]
+        if len(compared):
+            figures[f"comparison_{group_id}"] = plot_forest(
+                group, compared, profiles[profiles["group_id"] == group_id])
     for name, figure in figures.items():
         figure.savefig(out / f"{name}.png", dpi=110)
     return [out / f"{name}.png" for name in figures]
@@ -470,8 +824,9 @@ def write_plots(summary: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame,
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench analyze",
-        description="Summary tables with 95% confidence intervals, learning-slowdown measurements and plots "
-                    "from the runs.csv / epochs.csv of one or more sweep directories (searched recursively).")
+        description="Summary tables with 95% confidence intervals, learning-slowdown measurements, paired "
+                    "comparisons of the pairs at their best lrs (matched on seed) with a ranking, and plots, from the "
+                    "runs.csv / epochs.csv of one or more sweep directories (searched recursively).")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep output directories (or parents of them)")
     parser.add_argument("--out", type=Path, help="output directory (default: DIR/analysis of the first DIR)")
     parser.add_argument("--first-epochs", type=int, default=3, metavar="K",
@@ -504,11 +859,21 @@ def write_analysis(args, runs: pd.DataFrame, epochs: pd.DataFrame, out: Path) ->
     ratios = best_lr_ratio(summary)
     gradients.to_csv(out / "slowdown.csv", index=False)
     (out / "slowdown.md").write_text(slowdown_markdown(gradients, ratios, args.first_epochs))
-    plots = [] if args.no_plots else write_plots(summary, runs, epochs, out)
+    comparisons, notes = paired_comparisons(runs, summary)
+    profiles = pair_profiles(runs, epochs, summary, comparisons)
+    comparisons.to_csv(out / "comparison.csv", index=False)
+    profiles.to_csv(out / "ranking.csv", index=False)
+    (out / "comparison.md").write_text(comparison_markdown(comparisons, notes, profiles, summary))
+    plots = [] if args.no_plots else write_plots(summary, runs, epochs, out, comparisons, profiles)
 
     print(f"{len(runs)} runs in {summary['group_id'].nunique()} config group(s)\n")
     print(terminal_summary(summary))
     print(f"\nbest lr sigmoid_mse / sigmoid_ce:\n{lr_ratio_text(ratios)}")
-    written = ["summary.csv", "summary.md", "slowdown.csv", "slowdown.md"] + [path.name for path in plots]
+    for group_id, part in profiles.groupby("group_id") if len(profiles) else []:
+        print(f"{group_id}: {ranking_takeaway(part, comparisons[comparisons['group_id'] == group_id])}")
+    for note in notes.itertuples():
+        print(f"{note.group_id}: {note.note}")
+    written = ["summary.csv", "summary.md", "slowdown.csv", "slowdown.md", "comparison.csv", "comparison.md",
+               "ranking.csv"] + [path.name for path in plots]
     print(f"\nwrote to {out}/: {' '.join(written)}")
     return 0

@@ -19,7 +19,8 @@ COMMANDS = {
     "gradcheck": ("lossbench.gradcheck", "check every pair's hand-derived delta and the literature's claims"),
     "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
     "report": ("lossbench.report", "rebuild results/README.md's book-vs-ours table from the committed CSVs"),
-    "study": ("lossbench.studies", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients"),
+    "verdict": ("lossbench.verdict", "the verdict across settings: results/verdict/README.md and claims.csv from the CSVs"),
+    "study": ("lossbench.studies", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients, hidden_saturation"),
 }
 
 

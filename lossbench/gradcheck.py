@@ -24,6 +24,7 @@ import scipy.integrate
 import torch
 import torch.nn.functional as F
 
+from lossbench.claims import VERDICTS, Claim, measurement_text
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS, Pair
 
@@ -158,25 +159,6 @@ def check_pair(pair: Pair, dtype: torch.dtype, device: torch.device, seed: int =
 
 
 # --- claims from the literature -----------------------------------------------
-@dataclass(frozen=True)
-class Claim:
-    """A statement from the literature, a measurement of it and the test of whether it holds.
-
-    `expected` is what we know the check should say; the tests fail if a
-    measurement starts to disagree (a false claim measuring true means a bug).
-    """
-
-    text: str
-    source: str
-    measure: Callable[[], dict[str, float]]
-    check: Callable[[dict[str, float]], bool]
-    expected: bool
-
-    def evaluate(self) -> tuple[dict[str, float], bool]:
-        figures = self.measure()
-        return figures, bool(self.check(figures))
-
-
 def _claim_inputs(shape=(1000, 10), scale=2.0, seed=1) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     z = scale * torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -262,12 +244,12 @@ CLAIMS: list[Claim] = [
 def claim_lines(number: int, claim: Claim) -> list[str]:
     """The claim, its source, what was measured and whether it holds, as an indented block."""
     figures, holds = claim.evaluate()
-    verdict = "holds" if holds else "does not hold"
+    verdict = VERDICTS[holds]
     if holds != claim.expected:
         verdict += f" (UNEXPECTED: expected it to {'hold' if claim.expected else 'fail'})"
     return [f"[{number}] {claim.text}",
             f"    source:   {claim.source}",
-            f"    measured: {'; '.join(f'{k} = {v:.6g}' for k, v in figures.items())}",
+            f"    measured: {measurement_text(figures)}",
             f"    verdict:  {verdict}"]
 
 

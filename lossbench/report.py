@@ -1,7 +1,7 @@
 """The book-vs-ours table of results/README.md, computed from the committed CSVs.
 
-    python -m lossbench report results            # rewrite the table in results/README.md
-    python -m lossbench report results --check    # exit 1 if the committed table differs
+    python -m lossbench report results            # rewrite the table and pictures in results/README.md
+    python -m lossbench report results --check    # exit 1 if the committed table differs (pictures unchecked)
 
 Every number in the table comes from a study directory's own files, through
 lossbench's analysis: a sweep study's runs.csv (`analysis.seed_distribution`),
@@ -30,9 +30,9 @@ END = "<!-- lossbench report: end -->"
 # The book's studies in the order of the book; other study directories follow alphabetically.
 ORDER = ["nielsen_ch1_h30", "nielsen_ch1_h100", "nielsen_ch3_h30", "nielsen_ch3_h100", "toy_neuron",
          "nielsen_ch5_gradients"]
-STUCK = 0.90  # a run whose peak stays below this learned only some of the digits
+DISTRIBUTION = "seed_distribution.png"  # per sweep study: every run a mark, the best of 3, the book's number
 COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
-           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {STUCK:.0%}", "command", "hardware",
+           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {analysis.STUCK:.0%}", "command", "hardware",
            "torch", "wall time"]
 
 
@@ -89,7 +89,7 @@ def sweep_row(directory: Path, study) -> dict:
             f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
             f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
         "final / val-selected": f"{pct(d['final_mean'])} / {pct(d['val_selected_mean'])}",
-        f"runs peaking below {STUCK:.0%}": f"{(runs['peak_test_acc'] < STUCK).sum()} of {len(runs)}",
+        f"runs peaking below {analysis.STUCK:.0%}": f"{(runs['peak_test_acc'] < analysis.STUCK).sum()} of {len(runs)}",
     }
 
 
@@ -160,19 +160,44 @@ def study_directories(root: Path) -> list[Path]:
 
 
 def build_table(root: Path) -> str:
-    """The markdown table for the study directories under `root`."""
+    """The markdown table for the study directories under `root`, then the pictures of their seed distributions."""
     directories = study_directories(root)
     if not directories:
         raise UserError(f"{root}: no study directory (one holding run_info.json) found.")
     frame = pd.DataFrame([study_row(d) for d in directories]).reindex(columns=COLUMNS).fillna("-")
-    return frame.to_markdown(index=False)
+    return frame.to_markdown(index=False) + "\n\n" + pictures_markdown(directories)
 
 
-def replace_table(readme: str, table: str) -> str:
-    if START not in readme or END not in readme:
-        raise UserError(f"the README has no table markers; put these two lines where the table goes:\n{START}\n{END}")
-    head, rest = readme.split(START, 1)
-    return f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}"
+def pictures_markdown(directories: list[Path]) -> str:
+    """Links to each sweep study's seed_distribution.png and the ch. 5 study's histogram."""
+    parts = ["### Seed distributions", "",
+             f"Each sweep study's peak test accuracy per seed (a mark per run; red: below {analysis.STUCK:.0%}), the chance "
+             "that a run is the best of 3 (green stems: the book's procedure in ch. 1), and the book's number "
+             "(dashed); right: zoomed on the book's number.", ""]
+    for directory in directories:
+        if (directory / "runs.csv").exists():
+            parts += [f"![{directory.name}]({directory.name}/{DISTRIBUTION})", ""]
+        elif (directory / "gradient_norms.png").exists():
+            parts += [f"![{directory.name}]({directory.name}/gradient_norms.png)", ""]
+    return "\n".join(parts).rstrip()
+
+
+def write_pictures(root: Path) -> None:
+    for directory in study_directories(root):
+        if (directory / "runs.csv").exists():
+            study = OmegaConf.load(directory / "config.yaml").study
+            runs, _ = analysis.load_results([directory])
+            figure = analysis.plot_seed_distribution(f"{directory.name} (Nielsen ch. {study.chapter})", runs,
+                                                     float(study.book_test_acc[0]))
+            figure.savefig(directory / DISTRIBUTION, dpi=110)
+
+
+def replace_table(readme: str, table: str, start: str = START, end: str = END) -> str:
+    """`readme` with the text between the marker lines `start` and `end` replaced by `table`."""
+    if start not in readme or end not in readme:
+        raise UserError(f"the README has no table markers; put these two lines where the table goes:\n{start}\n{end}")
+    head, rest = readme.split(start, 1)
+    return f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
 
 
 def main(argv: list[str]) -> int:
@@ -190,6 +215,7 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"{readme_path}: the table matches the CSVs")
         return 0
+    write_pictures(root)
     readme_path.write_text(updated)
-    print(f"wrote the table of {len(study_directories(root))} studies to {readme_path}")
+    print(f"wrote the table of {len(study_directories(root))} studies to {readme_path}, and their pictures")
     return 0

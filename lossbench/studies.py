@@ -1,4 +1,5 @@
-"""Studies that are not sweeps: one sigmoid neuron learning (ch. 3), the gradient per layer at initialization (ch. 5).
+"""Studies that are not sweeps: one sigmoid neuron learning (ch. 3), the gradient per layer at initialization (ch. 5);
+hidden-layer saturation during training (lossbench/hidden_saturation.py, for the verdict's claims).
 
     python -m lossbench study toy_neuron --out outputs/study/toy_neuron
 
@@ -40,6 +41,7 @@ from lossbench.config import EXPERIMENTS_DIR
 from lossbench.data import N_CLASSES, load_split
 from lossbench.ensemble import INITS, init_params
 from lossbench.errors import UserError
+from lossbench.hidden_saturation import SaturationSettings, hidden_saturation, runs_at_best_lrs
 from lossbench.pairs import PAIRS, get_pair, sigmoid_prime
 
 MOVE = 0.1  # the neuron "moves" once its output is 0.1 below where it started: a visible change on the widget
@@ -398,6 +400,7 @@ class Study:
 STUDIES = {
     "toy_neuron": Study(toy_neuron, ToyNeuronSettings, ()),
     "nielsen_ch5_gradients": Study(nielsen_ch5_gradients, GradientSettings, ("seeds", "data_root")),
+    "hidden_saturation": Study(hidden_saturation, SaturationSettings, ("seeds", "data_root", "best_lrs_from")),
 }
 
 
@@ -427,12 +430,16 @@ def parser() -> argparse.ArgumentParser:
         description="Run a study that is not a sweep, configured by experiments/NAME.yaml; "
                     "print the book's claims beside our measurements.",
         epilog="studies: toy_neuron (ch. 3: one neuron, quadratic vs cross-entropy), "
-               "nielsen_ch5_gradients (ch. 5: |dC/db| per hidden layer at initialization, over seeds).")
+               "nielsen_ch5_gradients (ch. 5: |dC/db| per hidden layer at initialization, over seeds), "
+               "hidden_saturation (Glorot & Bengio 2010: hidden-layer saturation during training).")
     p.add_argument("name", metavar="NAME", help=f"the study: {', '.join(STUDIES)}")
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/study/NAME)")
-    p.add_argument("--seeds", type=int, metavar="N", help="nielsen_ch5_gradients: seeds 0..N-1 (default: the yaml's)")
-    p.add_argument("--data-root", metavar="DIR", help="nielsen_ch5_gradients: the MNIST directory "
+    p.add_argument("--seeds", type=int, metavar="N", help="nielsen_ch5_gradients, hidden_saturation: seeds 0..N-1 "
+                                                          "(default: the yaml's)")
+    p.add_argument("--data-root", metavar="DIR", help="nielsen_ch5_gradients, hidden_saturation: the data directory "
                                                       "(default: env LOSSBENCH_DATA)")
+    p.add_argument("--best-lrs-from", metavar="DIR", help="hidden_saturation: train each pair at its best lr of the "
+                                                          "finished sweep in DIR (default: the yaml's lrs)")
     return p
 
 
@@ -441,7 +448,7 @@ def main(argv: list[str]) -> int:
     if args.name not in STUDIES:
         raise UserError(f"unknown study {args.name!r}; the studies are: {', '.join(STUDIES)}.")
     study = STUDIES[args.name]
-    given = [opt for opt in ("seeds", "data_root") if getattr(args, opt) is not None]
+    given = [opt for opt in ("seeds", "data_root", "best_lrs_from") if getattr(args, opt) is not None]
     for opt in given:
         if opt not in study.options:
             raise UserError(f"--{opt.replace('_', '-')} does not apply to study {args.name}; "
@@ -449,6 +456,8 @@ def main(argv: list[str]) -> int:
     cfg = load_settings(args.name, study.settings)
     if args.seeds is not None:
         cfg.seeds = args.seeds
+    if args.best_lrs_from is not None:  # before settings.yaml is written, so that it records the lrs trained
+        cfg.runs = runs_at_best_lrs(Path(args.best_lrs_from))
     out = Path(args.out or Path("outputs") / "study" / args.name)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -457,8 +466,9 @@ def main(argv: list[str]) -> int:
     OmegaConf.save(OmegaConf.structured(cfg), out / "settings.yaml")
     started = time.perf_counter()
     claims = study.run(cfg, out, data_root=args.data_root)
-    pd.DataFrame(claims).to_csv(out / "claims.csv", index=False)
     report.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started)
-    print_claims(args.name, cfg, claims)
+    if claims:  # hidden_saturation's claim is the verdict's to decide, from its CSV
+        pd.DataFrame(claims).to_csv(out / "claims.csv", index=False)
+        print_claims(args.name, cfg, claims)
     print(f"\nwrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return 0

@@ -263,7 +263,7 @@ def test_default_output_is_first_dir_analysis(tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
     assert analysis.main([str(tmp_path), "--no-plots"]) == 0
     assert sorted(path.name for path in (tmp_path / "analysis").iterdir()) == [
-        "slowdown.csv", "slowdown.md", "summary.csv", "summary.md"]
+        "comparison.csv", "comparison.md", "ranking.csv", "slowdown.csv", "slowdown.md", "summary.csv", "summary.md"]
 
 
 def test_cli_plots_edge_groups(tmp_path):
@@ -281,3 +281,113 @@ def test_help_exits_zero(capsys):
     with pytest.raises(SystemExit) as done:
         analysis.main(["--help"])
     assert done.value.code == 0 and "--out" in capsys.readouterr().out
+
+
+# --- paired comparisons, ranking, per-pair profiles ---------------------------------
+def test_paired_comparison_matches_hand_computation_matched_on_seed_not_row_order(tmp_path):
+    # peaks by seed; seed 4 of softmax_nll diverged and seed 5 exists for softmax_nll only: matched seeds 0-3.
+    # differences 0.01, 0.03, -0.01, 0.02: mean 0.0125, sd 0.0170783, t = 1.46385 on 3 df, two-sided p = 0.239443,
+    # half-width t_{0.975,3} sd / 2 = 3.182446 * 0.0085391 = 0.0271753: interval [-0.0146753, 0.0396753].
+    # Rows are written out of seed order: pairing by row order would give other differences.
+    ce = {3: 0.97, 0: 0.95, 2: 0.94, 1: 0.96, 4: 0.99}
+    nll = {5: 0.90, 1: 0.93, 0: 0.94, 3: 0.95, 2: 0.95}
+    runs = [make_run("sigmoid_ce", 0.5, seed, [0.8, peak, peak - 0.01]) for seed, peak in ce.items()]
+    runs += [make_run("softmax_nll", 1.0, seed, [0.8, peak, peak - 0.01]) for seed, peak in nll.items()]
+    runs.insert(3, make_run("softmax_nll", 1.0, 4, [0.8, 0.99, 0.99], diverged_at=3))
+    write_sweep(tmp_path, runs)
+    runs, epochs = analysis.load_results([tmp_path])
+    assert runs["seed"].tolist() == [3, 0, 2, 4, 1, 4, 5, 1, 0, 3, 2]
+    comparisons, notes = analysis.paired_comparisons(runs, analysis.summarize(runs, epochs))
+    assert notes.empty and sorted(comparisons["metric"]) == ["peak_test_acc", "val_selected_test_acc"]
+    for row in comparisons.itertuples():  # val = test here, so both metrics give the same numbers
+        assert (row.group_id, row.pair, row.other, row.lr, row.other_lr, row.n) == ("g1", "sigmoid_ce", "softmax_nll",
+                                                                                    0.5, 1.0, 4)
+        assert row.mean_diff == pytest.approx(0.0125)
+        assert (row.ci_low, row.ci_high) == (pytest.approx(-0.0146753, abs=1e-6), pytest.approx(0.0396753, abs=1e-6))
+        assert row.p_value == pytest.approx(0.239443, abs=1e-6) and row.p_holm == pytest.approx(row.p_value)
+
+
+def test_holm_adjusts_within_the_family_and_leaves_nan_out():
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1: 0.03, 0.06, 0.04 -> running maximum 0.03, 0.06, 0.06
+    adjusted = analysis.holm([0.04, 0.01, np.nan, 0.03])
+    assert adjusted[[0, 1, 3]].tolist() == pytest.approx([0.06, 0.03, 0.06]) and np.isnan(adjusted[2])
+    assert analysis.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_ranks_count_only_intervals_that_exclude_zero():
+    rows = pd.DataFrame([("a", "b", -0.001, 0.02), ("a", "c", 0.01, 0.03), ("b", "c", -0.005, 0.02),
+                         ("d", "a", 0.001, 0.002)], columns=["pair", "other", "ci_low", "ci_high"])
+    rows["metric"] = "peak_test_acc"
+    # d beats a; a beats c; a-b and b-c tie: d and b are not shown worse than anyone
+    assert analysis.ranks(rows, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 2, "d": 1}
+    flipped = rows.assign(ci_low=-rows["ci_high"], ci_high=-rows["ci_low"])  # other - pair: the other way round
+    assert analysis.ranks(flipped, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 1, "d": 2}
+
+
+def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(tmp_path, capsys):
+    write_sweep(tmp_path / "sweep", [
+        make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]), make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96]),
+        make_run("softmax_nll", 0.5, 1, [0.9, 0.94, 0.94]), make_run("softmax_nll", 0.5, 2, [0.9, 0.93, 0.93]),
+        make_run("linear_mse", 0.1, 0, [0.8, 0.85, 0.85], sizes="784-100-10")])
+    out = tmp_path / "out"
+    assert cli.main(["analyze", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "comparison.csv").empty
+    text = (out / "comparison.md").read_text()
+    assert "Note: only linear_mse has a best lr" in text
+    assert "Note: sigmoid_ce vs softmax_nll: 1 seed(s) with finished runs of both" in text
+    assert len(pd.read_csv(out / "ranking.csv")) == 3 and not (out / "comparison_g1.png").exists()
+
+
+def test_pair_profile_robustness_speed_and_reliability(tmp_path):
+    # mean peaks: lr 0.1 0.946, 0.3 0.955 (best, also on validation), 1 0.9475 (seed 2 diverged), 3 0.55:
+    # band = lrs within 1 point of 0.955 = 0.1..1 (half a point would keep 0.3 alone), robustness 10; in it
+    # 7 runs, 1 diverged, 0 stuck. At lr 0.3 both runs first reach 95% at epoch 2 and never 97%.
+    peaks = {0.1: [0.946, 0.946], 0.3: [0.955, 0.955], 1.0: [0.955, 0.94], 3.0: [0.5, 0.6]}
+    runs = [make_run("sigmoid_ce", lr, seed, [0.8, peak, peak - 0.01]) for lr, values in peaks.items()
+            for seed, peak in enumerate(values)]
+    write_sweep(tmp_path, runs + [make_run("sigmoid_ce", 1.0, 2, [0.8, 0.97, 0.9], diverged_at=3)])
+    runs, epochs = analysis.load_results([tmp_path])
+    summary = analysis.summarize(runs, epochs)
+    profile = analysis.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=analysis.COMPARISON_COLUMNS)).iloc[0]
+    assert (profile["lr"], profile["band_lr_low"], profile["band_lr_high"]) == (0.3, 0.1, 1.0)
+    assert profile["robustness"] == pytest.approx(10.0) and profile["band_lrs"] == 3
+    assert (profile["band_runs"], profile["band_stuck"], profile["band_diverged"]) == (7, 0, 1)
+    assert profile["unreliable"] == pytest.approx(1 / 7)
+    assert (profile["reach95_n"], profile["epochs_to_95"], profile["reach97_n"]) == (2, 2.0, 0)
+    assert profile["rank_val_selected"] == 1 and profile["rank_peak"] == 1
+
+
+def test_stuck_runs_in_the_band_count_as_unreliable(tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, 0, [0.8, 0.95, 0.95]),
+                           make_run("sigmoid_mse", 3.0, 1, [0.8, 0.95, 0.95]),
+                           make_run("sigmoid_mse", 3.0, 2, [0.5, 0.6, 0.6])])
+    runs, epochs = analysis.load_results([tmp_path])
+    summary = analysis.summarize(runs, epochs)
+    profile = analysis.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=analysis.COMPARISON_COLUMNS)).iloc[0]
+    assert (profile["band_runs"], profile["band_stuck"], profile["unreliable"]) == (3, 1, pytest.approx(1 / 3))
+
+
+def test_peak_plot_clips_intervals_and_says_who_peaks_highest(tmp_path):
+    errors = analysis.clipped_errors(pd.Series([0.05, 0.99, 0.5]), pd.Series([0.2, 0.05, np.nan]))
+    assert errors.tolist() == [[pytest.approx(5), pytest.approx(5), 0], [pytest.approx(20), pytest.approx(1), 0]]
+    cells = pd.DataFrame({"pair": ["sigmoid_ce", "softmax_nll", "softmax_nll"], "lr": [0.5, 1.0, 3.0],
+                          "best_lr": [True, True, False], "n": [3, 3, 3], "peak_mean": [0.9549, 0.9527, 0.99],
+                          "peak_ci95": [0.003, 0.003, 0.01]})
+    assert analysis.peak_takeaway(cells) == ("At the best lrs: sigmoid_ce peaks highest, 95.49% (η=0.5); "
+                                             "softmax_nll -0.22 points")
+    # the zoom spans the best-lr cells with their intervals (94.97..95.79) and 0.25 point more; lr 3 (99%) is out
+    (x_low, x_high), (y_low, y_high) = analysis.zoom_window(cells)
+    assert (y_low, y_high) == (pytest.approx(94.72), pytest.approx(96.04))
+    assert (x_low, x_high) == (pytest.approx(0.5 / 1.5), pytest.approx(1.0 * 1.5))
+
+
+def test_seed_distribution_plot_marks_every_run(tmp_path):
+    peaks = [0.95, 0.97, 0.94, 0.96, 0.6]
+    runs = pd.DataFrame({"status": "ok", "peak_test_acc": peaks, "final_test_acc": peaks, "val_selected_test_acc": peaks})
+    figure = analysis.plot_seed_distribution("test", runs, book=0.9542)
+    ax = figure.axes[0]
+    marks = [len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o"]
+    assert sum(marks) == 5  # four learned, one stuck (a mark of its own colour)
+    assert ax.collections[0].get_segments()[-1][1][1] == pytest.approx(-0.8)  # the likeliest best of 3: the top run
+    # 0.6, 0.94, 0.95 of 5 at or below the book; best of 3 is 0.95 in 1 of the C(5, 3) = 10 triples
+    assert "at or above 60% of our single runs and 10% of our best-of-3 draws" in figure.get_suptitle()
