@@ -602,7 +602,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="cpu threads (torch.set_num_threads); on a busy machine 1 thread suffers far less")
     p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
-                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA) when it loads, else synthetic")
+                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA, else where `data install` puts it) "
+                        "when it loads, else synthetic")
     p.add_argument("--data-root", default=None, help="directory of the MNIST IDX files")
     p.add_argument("--denormal-steps", type=int, default=2000,
                    help="cpu: train the sweep's ensembles (first shape) this many steps, then time them in each "

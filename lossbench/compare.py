@@ -34,7 +34,7 @@ def load(directory: str) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
 def describe(path: Path, runs: pd.DataFrame) -> str:
     """What a sweep directory holds and where it ran: for the header, and for 'not comparable'."""
     settings = "; ".join(sorted(analysis.label_groups(runs)["group"].unique()))
-    counts = ", ".join(f"{runs[c].nunique()} {c}s" for c in ("pair", "lr", "seed"))
+    counts = ", ".join(f"{k} {c}{'s' * (k != 1)}" for c in ("pair", "lr", "seed") for k in [runs[c].nunique()])
     where = sorted(set(runs["device"].astype(str) + ", torch " + runs["torch_version"].astype(str))
                    if {"device", "torch_version"} <= set(runs.columns) else [])
     info = path / "run_info.json"

@@ -432,7 +432,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/study/NAME)")
     p.add_argument("--seeds", type=int, metavar="N", help="nielsen_ch5_gradients: seeds 0..N-1 (default: the yaml's)")
     p.add_argument("--data-root", metavar="DIR", help="nielsen_ch5_gradients: the MNIST directory "
-                                                      "(default: env LOSSBENCH_DATA)")
+                                                      "(default: env LOSSBENCH_DATA, else where `data install` puts it)")
     return p
 
 

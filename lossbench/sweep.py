@@ -96,7 +96,7 @@ class Progress:
         """rate: model-epochs/s of training steps alone, measured over the first `step` steps."""
         left = self.bar.total - self.bar.n
         seconds = left / rate
-        measured = f"{rate:.1f} model-epochs/s over the first {step} steps"
+        measured = f"{rate:.3g} model-epochs/s over the first {step} steps"
         if self.evaluation_s_per_model is not None:
             seconds += left * self.evaluation_s_per_model
             measured += f", evaluation {self.evaluation_s_per_model * self.models:.2f} s per epoch"
