@@ -126,13 +126,14 @@ def hydra_app(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
-def check_launcher(argv: list[str]) -> None:
-    """A launcher acts only on a multirun (without one Hydra trains here, in this process), and
-    conf/hydra/launcher/lossbench_* need hydra-submitit-launcher (else Hydra "could not load" them)."""
+def check_launcher(argv: list[str], trains: bool) -> None:
+    """A launcher acts only on a multirun (without one Hydra trains here, in this process; `trains`:
+    the command is not one that only prints, like --cfg), and conf/hydra/launcher/lossbench_* need
+    hydra-submitit-launcher (else Hydra "could not load" them)."""
     chosen = [arg for arg in argv if arg.startswith("hydra/launcher=")]
     if not chosen:
         return
-    if not {"--multirun", "-m", "hydra.mode=MULTIRUN"} & set(argv):
+    if trains and not {"--multirun", "-m", "hydra.mode=MULTIRUN"} & set(argv):
         raise UserError(f"{chosen[0]} launches the jobs of a multirun only; put --multirun before the "
                         "overrides (without it the sweep would run here, in this process).")
     try:
@@ -161,15 +162,20 @@ def print_help(overrides: list[str]) -> None:
 def check_overrides(args) -> None:
     """config.check_overrides on the overrides of `args` (Hydra's parsed command line)."""
     if args.hydra_help or args.info or args.shell_completion or not args.overrides:
-        return  # Hydra only prints something
+        return  # Hydra only prints something, whatever the overrides
     config.check_overrides(args.overrides, multirun=args.multirun or "hydra.mode=MULTIRUN" in args.overrides)
+
+
+def only_prints(args) -> bool:
+    """Whether Hydra only prints something (help, the config, its info) and trains nothing."""
+    return bool(args.help or args.hydra_help or args.cfg or args.info or args.shell_completion)
 
 
 def main(argv: list[str]) -> int:
     """Run the Hydra app on `argv` (Hydra reads sys.argv itself); the exit status as an int."""
-    check_launcher(argv)
-    config.register()
     args, _ = get_args_parser().parse_known_args(argv)
+    check_launcher(argv, trains=not only_prints(args))
+    config.register()
     check_overrides(args)
     if args.help:
         print_help(args.overrides)

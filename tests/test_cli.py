@@ -97,6 +97,13 @@ def test_a_hint_also_stops_the_help_and_cfg(run_cli):
         assert code == 2 and "write sweep.lrs=[0.5]" in stderr
 
 
+def test_a_launchers_config_prints_without_multirun(run_cli):
+    """The README's `sweep hydra/launcher=lossbench_slurm --cfg hydra -p hydra.launcher` only prints."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the cluster extra")
+    code, stdout, _ = run_cli("sweep", "hydra/launcher=lossbench_slurm", "--cfg", "hydra", "-p", "hydra.launcher")
+    assert code == 0 and "timeout_min: 720" in stdout and "array_parallelism: 64" in stdout
+
+
 # --- data install through the CLI ----------------------------------------------------------------------------------
 def test_data_install_without_the_files_is_one_message(run_cli, tmp_path):
     code, _, stderr = run_cli("data", "install", "nowhere")
