@@ -104,6 +104,13 @@ def test_a_launchers_config_prints_without_multirun(run_cli):
     assert code == 0 and "timeout_min: 720" in stdout and "array_parallelism: 64" in stdout
 
 
+@pytest.mark.parametrize("args", [["analyze", "nothere"], ["report", "nothere"], ["compare-runs", "nothere", "b"],
+                                  ["data", "install", "nothere"], ["sweep", "data.root=nothere", "sweep.seeds=1"]])
+def test_a_relative_path_in_an_error_is_shown_absolute(run_cli, tmp_path, args):
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and str(tmp_path / "nothere") in stderr and " nothere" not in stderr
+
+
 # --- data install through the CLI ----------------------------------------------------------------------------------
 def test_data_install_without_the_files_is_one_message(run_cli, tmp_path):
     code, _, stderr = run_cli("data", "install", "nowhere")
