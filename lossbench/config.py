@@ -304,10 +304,9 @@ def key_hint(key: str, value: Any) -> str:
 
 def one_paragraph(message: str) -> str:
     """Hydra's or OmegaConf's message on one line, without its config search path and node types."""
-    noise = ("full_key:", "reference_type=", "object_type=", "Config search path", "provider=")
-    lines = [line.strip() for line in message.splitlines()]
+    noise = ("full_key:", "reference_type=", "object_type=")
     kept = []
-    for line in lines:
+    for line in map(str.strip, message.splitlines()):
         if line.startswith("Config search path"):
             break
         if line and not line.startswith(noise):
@@ -361,7 +360,7 @@ def _missing_option_message(err: MissingConfigException) -> str:
 def _composition_message(err: HydraException, plain: dict[str, str]) -> str:
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
-    text = plain.get(key) or plain.get(f"+{key}") or next(iter(plain.values()), "")
+    text = plain.get(key) or next(iter(plain.values()), "")
     value = text.split("=", 1)[-1]
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
         return f"{text}: unknown config key {key}; {key_hint(key, value)}"

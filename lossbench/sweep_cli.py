@@ -118,7 +118,7 @@ def hydra_app(cfg: DictConfig) -> None:
     except results.WriteError as err:
         fail_job(f"{err} Make room (or mend the directory), then resume: the same command plus {resume_override()}.")
     except UserError as err:
-        remove_created(out)  # nothing was written: leave no directory behind that was not there
+        remove_created(out)  # leave no directory behind that was not there (only empty ones go)
         fail_job(str(err))
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished runs and checkpoints are in {out}. Resume with the same command "
