@@ -36,7 +36,7 @@ class ReferenceError(Exception):
 MEANINGS = {
     "config-keys": {
         "data.name": "`mnist` or `fashion_mnist` (set by the `data` group)",
-        "data.root": "folder of the IDX files; null: `LOSSBENCH_DATA` (MNIST) / Debian's location "
+        "data.root": "folder of the IDX files; null: `LOSSBENCH_DATA`, else `data install`'s location (MNIST) / Debian's location "
                      "(Fashion-MNIST); see [Data](data.md)",
         "data.train_size": "first n training images; null: all 50,000 before the validation block",
         "data.val_size": "validation = the last val_size images of the training file",

@@ -840,10 +840,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    runs, epochs = load_results(args.dirs)
-    out = args.out or Path(args.dirs[0]) / "analysis"
+    dirs = [Path(directory).absolute() for directory in args.dirs]  # errors name the paths they tried
+    runs, epochs = load_results(dirs)
+    out = (args.out or dirs[0] / "analysis").absolute()
     try:
-        return write_analysis(args, runs, epochs, Path(out))
+        return write_analysis(args, runs, epochs, out)
     except OSError as err:
         raise UserError(f"cannot write the analysis to {out} ({err.strerror or err}); choose a writable "
                         "directory with --out DIR.") from None

@@ -394,13 +394,13 @@ def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[s
 
 def time_full_sweep(sizes: tuple[int, ...], device: torch.device, overrides: list[str], out: Path) -> float:
     """Seconds of `python -m lossbench sweep OVERRIDES` for these sizes, in a fresh directory under `out`."""
-    from lossbench import sweep  # a Hydra app: imported only when --full asks for it
+    from lossbench import sweep_cli  # a Hydra app: imported only when --full asks for it
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"full_sweep_{shape_name(sizes)}_{device.type}_", dir=out))
     overrides = [*overrides, f"model.sizes=[{','.join(map(str, sizes))}]", f"device={device.type}",
                  f"hydra.run.dir={run_dir}"]
     start = time.perf_counter()
-    status = sweep.main(overrides)
+    status = sweep_cli.main(overrides)
     seconds = time.perf_counter() - start
     if status:
         raise UserError(f"the full sweep `python -m lossbench sweep {' '.join(overrides)}` stopped with status "
@@ -617,7 +617,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="cpu threads (torch.set_num_threads); on a busy machine 1 thread suffers far less")
     p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
-                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA) when it loads, else synthetic")
+                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA, else where `data install` puts it) "
+                        "when it loads, else synthetic")
     p.add_argument("--data-root", default=None, help="directory of the MNIST IDX files")
     p.add_argument("--denormal-steps", type=int, default=2000,
                    help="cpu: train the sweep's ensembles (first shape) this many steps, then time them in each "

@@ -27,7 +27,7 @@ train the models, else graphs on CUDA and eager on the CPU.
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -270,14 +270,25 @@ class Ensemble:
         self.grad_sum += self.grad_sq.clamp_(min=0).sqrt_() / B
 
     # --- one epoch ----------------------------------------------------------
-    def train_epoch(self) -> dict[str, np.ndarray]:
-        """Reshuffle each model's training set, run all mini-batches, then evaluate."""
+    def train_epoch(self, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+        """Reshuffle each model's training set, run all mini-batches, then evaluate.
+
+        progress(k), if given, is told after every GRAPH_STEPS steps (whole CUDA graphs) and after
+        the last that k of the epoch's n // batch_size full steps have run; on CUDA once the device
+        has run them, which costs one synchronisation per call, not per step.
+        """
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
         self.cost_sum.zero_()
         self.grad_sum.zero_()
         B = self.cfg.batch_size
         steps = self.n // B
-        self.run_steps(perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1))
+        batches = perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1)
+        for start in range(0, steps, GRAPH_STEPS):
+            self.run_steps(batches[start:start + GRAPH_STEPS])
+            if progress is not None:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                progress(min(start + GRAPH_STEPS, steps))
         if self.n % B:  # the book's last, smaller mini-batch: averaged over its own size
             self.run_steps(perms[:, steps * B:].unsqueeze(0))
             steps += 1

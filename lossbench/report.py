@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("root", nargs="?", default="results", help="the results directory (default: results)")
     parser.add_argument("--check", action="store_true", help="compare with README.md instead of writing it")
     args = parser.parse_args(argv)
-    root = Path(args.root)
+    root = Path(args.root).absolute()  # errors name the paths they tried
     readme_path = root / "README.md"
     readme = readme_path.read_text() if readme_path.exists() else f"# Results\n\n{START}\n{END}\n"
     updated = replace_table(readme, build_table(root))

@@ -181,19 +181,34 @@ def load_checkpoint(path: Path) -> dict:
 # --- the lock ----------------------------------------------------------------
 @contextmanager
 def directory_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive flock on directory/.lock; UserError if another sweep holds it."""
-    with open(directory / ".lock", "a+") as lock:
+    """Hold an exclusive flock on directory/.lock; UserError if another sweep holds it.
+
+    The file exists only while a sweep holds it: the holder deletes it before letting go. A sweep
+    that opened the file just before that deletion would lock a file no longer in the directory,
+    so a lock counts only if the path still names the locked file; if not, it locks the new one.
+    """
+    path = directory / ".lock"
+    while True:
+        lock = open(path, "a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
+            lock.close()
             raise UserError(f"another sweep (pid {holder}) is writing {directory}; wait for it to end, "
                             "or write this sweep elsewhere (hydra.run.dir=PATH).") from None
+        if path.exists() and os.path.samestat(path.stat(), os.fstat(lock.fileno())):
+            break
+        lock.close()
+    with lock:  # closing the file releases the lock, also when the process is killed
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
         lock.flush()
-        yield  # closing the file releases the lock, also when the process is killed
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still locked: no other sweep holds or deletes it now
 
 
 # --- rows --------------------------------------------------------------------

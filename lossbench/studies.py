@@ -437,7 +437,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N", help="nielsen_ch5_gradients, hidden_saturation: seeds 0..N-1 "
                                                           "(default: the yaml's)")
     p.add_argument("--data-root", metavar="DIR", help="nielsen_ch5_gradients, hidden_saturation: the data directory "
-                                                      "(default: env LOSSBENCH_DATA)")
+                                                      "(default: env LOSSBENCH_DATA, else where "
+                                                      "`data install` puts it)")
     p.add_argument("--best-lrs-from", metavar="DIR", help="hidden_saturation: train each pair at its best lr of the "
                                                           "finished sweep in DIR (default: the yaml's lrs)")
     return p

@@ -2,9 +2,10 @@
 
     python -m lossbench sweep sweep.pairs=[sigmoid_ce] sweep.lrs=[0.5] sweep.seeds=2 optim.epochs=1 data.train_size=1000
 
-A Hydra app (config groups in conf/, named studies via `+experiment=NAME`, see
-lossbench/config.py). With no overrides it runs the default comparison: 4 pairs x
-8 learning rates x 5 seeds, 784-30-10, 30 epochs of batch 10 (160 runs). Runs
+The task of a Hydra app (its command line: lossbench/sweep_cli.py; config groups in
+conf/, named studies via `+experiment=NAME`, see lossbench/config.py). With no
+overrides it runs the default comparison: 4 pairs x 8 learning rates x 5 seeds,
+784-30-10, 30 epochs of batch 10 (160 runs). Runs
 train as Ensembles of at most sweep.ensemble_size models (all pairs and learning
 rates of a block of seeds; 160 runs: one ensemble), since per-step overheads
 are shared by all the models of an ensemble. The sweep directory (hydra.run.dir) gets
@@ -21,20 +22,15 @@ jobs into the results of one sweep. A job that fails leaves the others' results;
 the same command with hydra.sweep.dir=SWEEP_DIR finishes what is missing.
 """
 
-import importlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -42,62 +38,8 @@ from tqdm import tqdm
 from lossbench import analysis, config, report, results
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
-from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
-
-PROG = "python -m lossbench sweep"
-
-
-class _Session:
-    """What main() must know about the Hydra app it started (Hydra returns nothing)."""
-
-    # A SystemExit(1) before Hydra composed the config is Hydra reporting bad overrides (status 2).
-    # Set by the task, or for a multirun at its start: its jobs may run in other processes, and
-    # a failed job ends the multirun with Hydra's status 1.
-    config_composed = False
-    created_output: Path | None = None  # removed again if the sweep stops on bad input while it is empty
-
-
-class JobFailed(CompactHydraException):
-    """A multirun job stopped by a UserError (bad input, a failed write). An exception, not an exit,
-    so that Hydra runs the other jobs; once all have ended it prints the first failed job's
-    overrides and this message (no traceback: a CompactHydraException) and exits 1."""
-
-
-def fail(message: str) -> None:
-    """Stop on bad input the CLI's way: `error: ...`, status 2 (an exception would get Hydra's traceback)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def fail_job(message: str) -> None:
-    """fail(), or in a multirun job, fail only this job (its output shows the error at once)."""
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
-        fail(message)
-    print(f"error: {message}", file=sys.stderr)
-    raise JobFailed(f"error: {message}\nThe other jobs' results are kept.")
-
-
-class RequireWritableOutput(Callback):
-    """Check the output directory before Hydra creates it: Hydra's own failure is a traceback."""
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        require_writable(Path(config.hydra.run.dir))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _Session.config_composed = True
-        require_writable(Path(config.hydra.sweep.dir))
-
-
-def require_writable(directory: Path) -> None:
-    existed = directory.exists()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=directory).close()
-    except OSError as err:
-        fail(f"cannot write the output directory {directory} ({err.strerror or err}); "
-             "choose a writable one with hydra.run.dir=PATH.")
-    _Session.created_output = None if existed else directory.resolve()
+from lossbench.sweep_cli import resume_override
 
 
 def run_settings(cfg: DictConfig, n_train: int) -> dict:
@@ -115,6 +57,54 @@ def ensembles(cfg: DictConfig, seeds: list[int]) -> dict[str, list[RunSpec]]:
     return {f"seeds_{b[0]}" if len(b) == 1 else f"seeds_{b[0]}-{b[-1]}":
             [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs for lr in cfg.sweep.lrs for seed in b]
             for b in blocks}
+
+
+class Progress:
+    """The sweep's bar, in model-epochs, moved within an epoch whenever the ensemble reports its
+    steps (every few hundred), and the expected time, printed once, after the first steps. Those
+    are real training steps, no extra warm-up; the evaluation that ends each epoch is counted at
+    the time the evaluation at initialization took (when this session started a block fresh)."""
+
+    def __init__(self, total: int, done: int):
+        self.bar = tqdm(total=total, initial=done, unit="model-epoch", desc="sweep", dynamic_ncols=True,
+                        file=sys.stderr)
+        self.evaluation_s_per_model: float | None = None
+        self.estimated = False
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def begin_epoch(self, models: int, steps: int) -> None:
+        self.models, self.steps, self.shown, self.started = models, steps, 0, time.perf_counter()
+
+    def steps_done(self, step: int) -> None:
+        """The ensemble's hook: `step` of this epoch's `steps` steps have run."""
+        shown = self.models * step // self.steps  # whole model-epochs, as the bar counts
+        self.bar.update(shown - self.shown)
+        self.shown = shown
+        if not self.estimated:
+            self.estimated = True
+            self.print_estimate(self.models * step / self.steps / (time.perf_counter() - self.started), step)
+
+    def end_epoch(self) -> None:
+        self.bar.update(self.models - self.shown)
+
+    def print_estimate(self, rate: float, step: int) -> None:
+        """rate: model-epochs/s of training steps alone, measured over the first `step` steps."""
+        left = self.bar.total - self.bar.n
+        seconds = left / rate
+        measured = f"{rate:.3g} model-epochs/s over the first {step} steps"
+        if self.evaluation_s_per_model is not None:
+            seconds += left * self.evaluation_s_per_model
+            measured += f", evaluation {self.evaluation_s_per_model * self.models:.2f} s per epoch"
+        else:
+            measured += "; evaluation not counted"
+        duration = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+        tqdm.write(f"expected time: about {duration} for the {left} model-epochs left ({measured}); "
+                   "the bar's ETA follows the actual rate", file=sys.stderr)
 
 
 class Sweep:
@@ -147,11 +137,10 @@ class Sweep:
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
               f"(engine {self.engine})\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
-        with tqdm(total=n_runs * epochs, initial=(n_runs - n_todo) * epochs, unit="model-epoch",
-                  desc="sweep", dynamic_ncols=True, file=sys.stderr) as progress:
+        with Progress(n_runs * epochs, (n_runs - n_todo) * epochs) as progress:
             for block, specs in todo.items():
                 if specs:
-                    progress.set_postfix_str(f"{block} ({len(specs)} models)")
+                    progress.bar.set_postfix_str(f"{block} ({len(specs)} models)")
                     self.train_block(block, specs, progress)
                 # a kill after the block's rows were written but before this leaves a spent checkpoint
                 self.checkpoint(block).unlink(missing_ok=True)
@@ -181,16 +170,19 @@ class Sweep:
         ensemble = Ensemble(specs, self.train_cfg, self.data)
         return ensemble, [ensemble.evaluate()], 0.0
 
-    def train_block(self, block: str, specs: list[RunSpec], progress: tqdm) -> None:
+    def train_block(self, block: str, specs: list[RunSpec], progress: "Progress") -> None:
         started = time.perf_counter()
         ensemble, metrics, wall_before = self.start(block, specs)
+        if ensemble.epoch == 0:  # start() evaluated it at initialization, as every epoch ends
+            progress.evaluation_s_per_model = (time.perf_counter() - started) / len(specs)
         ids, path = [self.run_id(s) for s in specs], self.checkpoint(block)
-        progress.update(ensemble.epoch * len(specs))
+        progress.bar.update(ensemble.epoch * len(specs))
         while ensemble.epoch < self.cfg.optim.epochs:
-            metrics.append(ensemble.train_epoch())
+            progress.begin_epoch(len(specs), len(self.data.train_x) // self.cfg.optim.batch_size)
+            metrics.append(ensemble.train_epoch(progress.steps_done))
             results.save_checkpoint(path, {"run_ids": ids, "ensemble": ensemble.state_dict(), "metrics": metrics,
                                            "wall_time_s": wall_before + time.perf_counter() - started})
-            progress.update(len(specs))
+            progress.end_epoch()
         wall = wall_before + time.perf_counter() - started
         # epochs.csv first: a run counts as finished once its runs.csv row exists
         results.write_rows(self.out / "epochs.csv", results.epoch_rows(ids, metrics, self.epoch_columns))
@@ -211,25 +203,39 @@ class Sweep:
         return pd.concat([rows, outcomes], axis=1)[results.RUN_COLUMNS]
 
 
+# Overrides that change where and how a study runs, not which study it is
+RUN_KEYS = {"device", "data.root", "sweep.seeds", "sweep.ensemble_size", "shard.count", "shard.index"}
+
+
+def study_title(cfg: DictConfig) -> str | None:
+    """The study's name for a named study (+experiment=NAME) or for the default comparison with
+    overrides of RUN_KEYS only; None for any other sweep."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.runtime.choices.get("experiment"):
+        return cfg.study.name
+    changed = [o for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in RUN_KEYS]
+    return None if changed else cfg.study.name
+
+
 def summary_text(out: Path, cfg: DictConfig) -> str:
     """Per pair: the learning rate chosen on validation accuracy, with its test accuracies over seeds."""
     table = analysis.summarize(*analysis.read_sweep(out))  # this directory's runs, not nested sweeps
     best = table[table["best_lr"]].set_index("pair")
 
-    def stat(pair: str, name: str) -> str:
-        mean, std = best.loc[pair, f"{name}_mean"], best.loc[pair, f"{name}_std"]
-        return f"{100 * mean:.2f} ± {100 * std:.2f}" if pd.notna(std) else f"{100 * mean:.2f}"
+    def stat(pair: str, name: str) -> str:  # as `analyze` prints it: ± the 95% interval's half-width
+        return analysis.percent_stat(*best.loc[pair, [f"{name}_mean", f"{name}_ci95", "n"]])
 
     lines = [{"pair": pair, "best lr": f"{best.loc[pair, 'lr']:g}", "seeds": best.loc[pair, "seeds"],
               "diverged": best.loc[pair, "diverged"], "peak test %": stat(pair, "peak"),
               "val-selected test %": stat(pair, "val_selected")} if pair in best.index
              else {"pair": pair, "best lr": "-", "peak test %": "every run diverged"}
              for pair in cfg.sweep.pairs]
-    study = cfg.study
-    text = [f"{study.name}: per pair, the best lr (highest mean best validation accuracy among lrs with no "
-            "diverged seed) and its test accuracy, mean ± std over its non-diverged seeds",
+    study, title = cfg.study, study_title(cfg)
+    text = [f"{title or 'this sweep'}: per pair, the best lr (highest mean best validation accuracy among lrs "
+            "with no diverged seed) and its test accuracy: mean over its non-diverged seeds ± the half-width "
+            "of the 95% t-interval, as `analyze` prints it",
             pd.DataFrame(lines).fillna("").to_string(index=False)]
-    if study.book_test_acc:
+    if title and study.book_test_acc:
         where = f"ch. {study.chapter}" + (f", {study.section}" if study.section else "")
         book = ", ".join(f"{100 * acc:.2f}%" for acc in study.book_test_acc)
         text.append(f"book ({where}): {book}. {study.setting}")
@@ -239,14 +245,6 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
     else:
         more = f"more: python -m lossbench analyze {out}"
     return "\n".join(text + [f"results: {out}/runs.csv, epochs.csv; {more}"])
-
-
-def resume_override() -> str:
-    """The override that points the same command at this sweep's directory again."""
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:  # one directory per job (number) under the sweep directory
-        return f"hydra.sweep.dir={Path(hydra_cfg.sweep.dir).resolve()}"
-    return f"hydra.run.dir={hydra_cfg.runtime.output_dir}"
 
 
 def sweep(cfg: DictConfig, out: Path) -> None:
@@ -265,55 +263,3 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
         report.write_run_info(out, command, device, time.perf_counter() - started)
     print(summary_text(out, cfg))
-
-
-@hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
-def hydra_app(cfg: DictConfig) -> None:
-    _Session.config_composed = True
-    out = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        sweep(cfg, out)
-    except results.WriteError as err:
-        fail_job(f"{err} Make room (or mend the directory), then resume: the same command plus {resume_override()}.")
-    except UserError as err:
-        if out.resolve() == _Session.created_output and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty directory behind
-        fail_job(str(err))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished runs and checkpoints are in {out}. Resume with the same command "
-              f"plus {resume_override()}", file=sys.stderr)
-        sys.exit(130)
-
-
-def check_launcher(argv: list[str]) -> None:
-    """A launcher acts only on a multirun (without one Hydra trains here, in this process), and
-    conf/hydra/launcher/lossbench_* need hydra-submitit-launcher (else Hydra "could not load" them)."""
-    chosen = [arg for arg in argv if arg.startswith("hydra/launcher=")]
-    if not chosen:
-        return
-    if not {"--multirun", "-m", "hydra.mode=MULTIRUN"} & set(argv):
-        raise UserError(f"{chosen[0]} launches the jobs of a multirun only; put --multirun before the "
-                        "overrides (without it the sweep would run here, in this process).")
-    try:
-        if chosen[0].startswith("hydra/launcher=lossbench_"):
-            importlib.import_module("hydra_plugins.hydra_submitit_launcher")
-    except ImportError:
-        raise UserError(f"{chosen[0]} needs hydra-submitit-launcher, which is not installed; install "
-                        "lossbench with its cluster extra: pip install -e '.[cluster]'.") from None
-
-
-def main(argv: list[str]) -> int:
-    """Run the Hydra app on `argv` (Hydra reads sys.argv itself); the exit status as an int."""
-    check_launcher(argv)
-    config.register()
-    saved_argv, sys.argv = sys.argv, [PROG, *argv]
-    _Session.config_composed, _Session.created_output = False, None
-    try:
-        hydra_app()
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-        # Hydra prints a composition error (bad override, unknown option) and exits 1: bad input
-        return 2 if code == 1 and not _Session.config_composed else code
-    finally:
-        sys.argv = saved_argv
-    return 0

@@ -85,7 +85,7 @@ def test_layout_lists_every_module_with_its_command(gen):
     table = gen.layout()
     for path in (DOCS.parent / "lossbench").rglob("*.py"):
         assert f"`{path.relative_to(DOCS.parent)}`" in table
-    assert re.search(r"`lossbench/sweep.py` \| `sweep` \| Train", table)
+    assert re.search(r"`lossbench/sweep_cli.py` \| `sweep` \| The sweep command", table)
 
 
 def test_markers_become_tables_and_unknown_ones_are_errors(gen):

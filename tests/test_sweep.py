@@ -10,19 +10,28 @@ kill tests run it as a subprocess, as a user does.
 """
 
 import errno
+import fcntl
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from omegaconf import OmegaConf
 
-from lossbench import cli, results
+from lossbench import analysis, cli, ensemble, results, sweep
+from lossbench.data import Split
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
+from lossbench.errors import UserError
 
 pytestmark = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
                                 reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
@@ -252,11 +261,12 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_pat
 def test_other_config_into_the_same_directory_is_refused(tmp_path, sweep_cli):
     out = tmp_path / "sweep"
     assert sweep_cli(*TINY, f"hydra.run.dir={out}")[0] == 0
+    assert not (out / ".lock").exists()  # only while a sweep runs
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, _, err = sweep_cli(*TINY, "sweep.seeds=2", f"hydra.run.dir={out}")
     assert code == 2
     assert "error: config mismatch" in err and "sweep.seeds: 1 there, 2 now" in err and "Traceback" not in err
-    assert before == {p.name: p.read_bytes() for p in out.iterdir()}
+    assert before == {p.name: p.read_bytes() for p in out.iterdir()}  # .lock is gone again too
 
 
 def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, sweep_cli):
@@ -279,7 +289,8 @@ def corrupt_mnist(directory: Path) -> Path:
 
 BAD_INPUT = {  # name -> (overrides, what the message must say)
     "unknown pair": (["sweep.pairs=[sigmoid]"], "unknown pair 'sigmoid' in sweep.pairs; the pairs are: sigmoid_mse, sigmoid_ce, softmax_nll, linear_mse"),
-    "unknown pair option": (["pair=sigmoid"], "Could not find 'pair/sigmoid'"),
+    "unknown pair option": (["pair=sigmoid"], "pair=sigmoid: the group pair has no option 'sigmoid'; did you mean "
+                                              "pair=sigmoid_ce or pair=sigmoid_mse? its options: all, linear_mse"),
     "negative lr": (["sweep.lrs=[-0.5]"], "learning rate -0.5 in sweep.lrs is not a finite positive number"),
     "infinite lr": (["sweep.lrs=[inf]"], "learning rate inf in sweep.lrs is not a finite positive number"),
     "lr not a number": (["sweep.lrs=[fast]"], "Value 'fast' of type 'str' could not be converted to Float"),
@@ -290,7 +301,7 @@ BAD_INPUT = {  # name -> (overrides, what the message must say)
     "one size": (["model.sizes=[784]"], "model.sizes=[784] needs at least 2 layer sizes"),
     "zero width": (["model.sizes=[784,0,10]"], "has a layer of width 0"),
     "unknown init": (["model.init=huge"], "Invalid value 'huge', expected one of [large, default]"),
-    "unknown key": (["optim.epoch=3"], "Key 'epoch' not in 'OptimConfig'"),
+    "unknown key": (["optim.epoch=3"], "optim.epoch=3: unknown config key optim.epoch; did you mean optim.epochs?"),
     "missing data": (["data.root={tmp}/nothing"], "{tmp}/nothing"),
     "corrupt data": (["data.root={corrupt}"], "train-images-idx3-ubyte.gz: truncated or corrupt gzip file"),
     "unwritable output": (["hydra.run.dir={tmp}/a_file/sweep"], "cannot write the output directory {tmp}/a_file/sweep"),
@@ -304,10 +315,115 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path, sweep_cli, case):
     overrides, message = BAD_INPUT[case]
     (tmp_path / "a_file").write_text("not a directory")
     names = {"tmp": tmp_path, "corrupt": corrupt_mnist(tmp_path / "corrupt") if case == "corrupt data" else None}
-    out = tmp_path / "out"
+    out = tmp_path / "outputs" / "sweep" / "out"
     args = [*TINY, f"hydra.run.dir={out}", *(o.format(**names) for o in overrides)]
     code, stdout, stderr = sweep_cli(*args)
     assert code == 2
     assert message.format(**names) in stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1  # one paragraph
     assert "Traceback" not in stderr + stdout
-    assert not out.exists()  # nothing written, not even an empty directory
+    assert not (tmp_path / "outputs").exists()  # nothing written, not even an empty directory or its parents
+
+
+def test_bad_input_into_the_default_directory_leaves_no_outputs_folder(tmp_path, sweep_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default hydra.run.dir is outputs/sweep/<date>_<time> here
+    code, _, stderr = sweep_cli(*TINY, "data.root=nothing")
+    assert code == 2 and f"MNIST data directory {tmp_path / 'nothing'} (data.root) does not exist" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_into_an_existing_parent_removes_only_what_it_created(tmp_path, sweep_cli):
+    (tmp_path / "outputs").mkdir()
+    code, _, _ = sweep_cli(*TINY, "sweep.lrs=[-1]", f"hydra.run.dir={tmp_path}/outputs/sweep/a")
+    assert code == 2 and [path.name for path in tmp_path.iterdir()] == ["outputs"]
+    assert list((tmp_path / "outputs").iterdir()) == []
+
+
+# --- the lock, progress and the end summary ---------------------------------------------------------------------
+def test_the_lock_exists_only_while_held(tmp_path):
+    with results.directory_lock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(UserError, match=f"another sweep \\(pid {os.getpid()}\\) is writing {tmp_path}"):
+            with results.directory_lock(tmp_path):
+                pass
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_file_deleted_by_its_holder_meanwhile_is_not_trusted(tmp_path, monkeypatch):
+    """Sweep B opens .lock; sweep A, finishing, deletes it and lets go; B's flock then succeeds on a
+    file no longer in the directory, while a third sweep could create and lock a new one."""
+    flock, calls = fcntl.flock, []
+
+    def holder_finishes_first(file, operation):
+        if not calls:
+            (tmp_path / ".lock").unlink()
+        calls.append(file)
+        return flock(file, operation)
+
+    monkeypatch.setattr(results.fcntl, "flock", holder_finishes_first)
+    with results.directory_lock(tmp_path):
+        assert len(calls) == 2  # the first lock was dropped, the file now in the directory locked
+        assert os.path.samestat((tmp_path / ".lock").stat(), os.fstat(calls[1].fileno()))
+
+
+def fake_split(n: int) -> Split:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return Split("fake", x, y, x[:50], y[:50], x[:50], y[:50])
+
+
+def test_the_ensemble_reports_progress_every_graph_of_steps_and_trains_the_same(monkeypatch):
+    data, specs = fake_split(21), [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 3.0, 1)]
+    cfg = TrainConfig(sizes=(784, 8, 10), batch_size=2, dtype=torch.float64)  # 10 full steps and a last one of 1
+    quiet, reporting, calls = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data), []
+    plain = quiet.train_epoch()  # all 10 steps in one run_steps call (GRAPH_STEPS = 500)
+    monkeypatch.setattr(ensemble, "GRAPH_STEPS", 4)  # a few steps show what 500 do
+    reported = reporting.train_epoch(calls.append)
+    assert calls == [4, 8, 10]
+    for key, value in plain.items():
+        np.testing.assert_array_equal(value, reported[key], err_msg=key)
+
+
+def test_the_bar_moves_within_an_epoch_and_the_expected_time_is_printed_once(capsys):
+    with sweep.Progress(total=320, done=0) as progress:
+        progress.evaluation_s_per_model = 0.01
+        progress.begin_epoch(models=160, steps=5000)
+        progress.steps_done(500)
+        assert progress.bar.n == 16  # 160 models x 500 / 5000 steps
+        progress.steps_done(1000)
+        progress.steps_done(5000)
+        assert progress.bar.n == 160
+        progress.end_epoch()
+        assert progress.bar.n == 160
+        progress.begin_epoch(models=160, steps=3)  # whole model-epochs only: 53, 106, 160
+        progress.steps_done(1)
+        assert progress.bar.n == 213
+    err = capsys.readouterr().err
+    assert err.count("expected time: about") == 1
+    assert re.search(r"for the 304 model-epochs left \(\S+ model-epochs/s over the first 500 steps, "
+                     r"evaluation 1.60 s per epoch\)", err)
+
+
+@pytest.mark.parametrize("experiment,overrides,title", [
+    ("nielsen_ch3_h30", ["sweep.seeds=3", "optim.epochs=1"], "nielsen_ch3_h30"),
+    (None, ["device=cpu", "sweep.seeds=20", "data.root=/data"], "default_comparison"),
+    (None, ["sweep.lrs=[0.5]"], None),
+    (None, ["+experiment=nothing_known", "pair=sigmoid_ce"], None),
+])
+def test_the_summary_is_titled_with_the_study_only_for_a_named_study(monkeypatch, experiment, overrides, title):
+    hydra_cfg = SimpleNamespace(runtime=SimpleNamespace(choices={"experiment": experiment} if experiment else {}),
+                                overrides=SimpleNamespace(task=overrides))
+    monkeypatch.setattr(sweep.HydraConfig, "get", lambda: hydra_cfg)
+    name = experiment or "default_comparison"
+    assert sweep.study_title(OmegaConf.create({"study": {"name": name}})) == title
+
+
+def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path, sweep_cli):
+    out = tmp_path / "sweep"
+    code, stdout, stderr = sweep_cli(*TINY, "sweep.seeds=3", f"hydra.run.dir={out}")
+    assert code == 0 and "expected time: about" in stderr
+    assert "this sweep: per pair," in stdout
+    assert "mean over its non-diverged seeds ± the half-width of the 95% t-interval, as `analyze` prints it" in stdout
+    row = analysis.summarize(*analysis.read_sweep(out)).iloc[0]
+    assert row["n"] == 3 and f"{100 * row['peak_mean']:.2f} ± {100 * row['peak_ci95']:.2f}" in stdout
+    assert f"{100 * row['peak_std']:.2f}" != f"{100 * row['peak_ci95']:.2f}"  # the two meanings tell apart
