@@ -46,6 +46,7 @@ from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
 
 PROG = "python -m lossbench sweep"
+WARNED_LINES = 10  # damaged lines named one by one; a file damaged throughout gets a count beyond
 
 
 class _Session:
@@ -123,8 +124,7 @@ class Sweep:
     def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
         self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
         self.settings = run_settings(cfg, len(data.train_x))
-        # val_size changes the validation set, hence val-selected numbers: part of a run's identity
-        self.hash = results.config_hash(self.settings | {"val_size": cfg.data.val_size})
+        self.hash = results.run_hash(self.settings, cfg.data.val_size)
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device)
@@ -139,9 +139,15 @@ class Sweep:
         return self.out / "checkpoints" / f"{block}.pt"
 
     def run(self) -> None:
-        done = results.finished_run_ids(self.out)
+        done = self.finished_runs()
         todo = {block: [s for s in specs if self.run_id(s) not in done] for block, specs in self.grid.items()}
         n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
+        # before training anything: each file the sweep will replace (or delete) must be one it may
+        replaced = [self.checkpoint(block) for block in self.grid]
+        if n_todo:
+            replaced += [self.out / "runs.csv", self.out / "epochs.csv"]
+        for path in replaced:
+            results.require_replaceable(path)
         epochs = self.cfg.optim.epochs
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out}\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
@@ -156,6 +162,23 @@ class Sweep:
         checkpoints = self.out / "checkpoints"
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()
+
+    def finished_runs(self) -> set[str]:
+        """The runs whose rows are intact in both CSVs (results.verify_sweep). A damaged CSV is first
+        kept beside as a backup, then rewritten with only the rows to trust, with a warning naming
+        each damaged line and the backup; the damaged runs are then trained again."""
+        found = results.verify_sweep(self.out, len(self.cfg.model.sizes) - 1, self.cfg.data.val_size)
+        if found.damage:
+            backups = results.repair(found)
+            for damage in found.damage[:WARNED_LINES]:
+                print(f"warning: {damage}", file=sys.stderr)
+            if len(found.damage) > WARNED_LINES:
+                print(f"warning: ... and {len(found.damage) - WARNED_LINES} more damaged lines", file=sys.stderr)
+            for path, backup in backups:
+                print(f"warning: {path} was damaged; kept as it was in {backup}, and rewritten with only the rows "
+                      "that are intact in both CSVs", file=sys.stderr)
+            print(f"warning: {len(found.damaged_runs())} damaged run(s) will be trained again", file=sys.stderr)
+        return set(found.finished["run_id"])
 
     def start(self, block: str, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
         """The ensemble of `specs`, its metrics so far and its wall time so far: from the
