@@ -134,7 +134,7 @@ class DamagedFile(UserError):
 
 def _refuse_directory(path: Path) -> None:
     if path.is_dir():
-        raise DamagedFile(f"{path} is a directory, where the sweep keeps a file; move it away (or rename "
+        raise DamagedFile(f"{path}: a directory, where the sweep keeps a file; move it away (or rename "
                           "it), then run again.")
 
 
@@ -143,7 +143,7 @@ def require_replaceable(path: Path) -> None:
     would replace it all the same (read-only means the mode bits: root passes every access check)."""
     _refuse_directory(path)
     if path.exists() and not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise DamagedFile(f"{path} is read-only (mode {stat.S_IMODE(path.stat().st_mode):04o}), and the sweep "
+        raise DamagedFile(f"{path}: read-only (mode {stat.S_IMODE(path.stat().st_mode):04o}), and the sweep "
                           f"must replace it; make it writable (chmod u+w {path}) and run again, or write this "
                           "sweep elsewhere (hydra.run.dir=PATH).")
 
@@ -233,7 +233,7 @@ def read_bytes(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as err:
-        raise DamagedFile(f"{path} cannot be read ({err.strerror or err}).") from None
+        raise DamagedFile(f"{path}: cannot be read ({err.strerror or err}).") from None
 
 
 def text_lines(path: Path, data: bytes) -> tuple[list[str], bool]:
@@ -399,11 +399,6 @@ class Verified:
     epoch_values: pd.DataFrame  # epochs.csv's well-formed rows, typed (of unfinished runs too)
     damage: list[Damage]
 
-    def damaged_runs(self) -> set[str]:
-        """The runs with a row that is not trusted: they are trained again."""
-        listed = set() if self.runs is None else set(self.runs.rows["run_id"])
-        return {damage.run_id for damage in self.damage} | listed - set(self.finished["run_id"])
-
 
 def verify_sweep(directory: Path, n_layers: int | None = None, val_size: int | None = None,
                  required: tuple[list[str], list[str]] | None = None) -> Verified:
@@ -510,26 +505,21 @@ def _backup_path(path: Path) -> Path:
 
 
 def repair(found: Verified) -> list[tuple[Path, Path]]:
-    """Rewrite each damaged CSV with only the rows to trust, first keeping its bytes beside it as
-    FILE.damaged-N (nothing is lost); (file, backup) for each. runs.csv keeps the finished runs,
-    epochs.csv every well-formed row of a run that is not damaged (a sweep stopped between writing
-    a run's epochs and its runs.csv row leaves rows of runs not finished yet: harmless)."""
-    damaged = found.damaged_runs()
-    keep = {}
-    if found.runs is not None:
-        keep[found.runs] = found.runs.rows.loc[found.finished.index]
-    if found.epochs is not None:
-        keep[found.epochs] = found.epochs.rows[~found.epochs.rows["run_id"].isin(damaged)]
-    changed = [table for table, rows in keep.items() if table.damage or len(rows) < len(table.rows)]
-    for table in changed:
+    """Keep each CSV's bytes beside it as FILE.damaged-N (nothing is lost), then rewrite it with only
+    the rows of the finished runs; (file, backup) for each. Runs that are not finished are trained
+    again and get fresh rows, so no damaged row is ever mixed with them."""
+    finished = set(found.finished["run_id"])
+    tables = [table for table in (found.runs, found.epochs) if table is not None]
+    for table in tables:
         require_replaceable(table.path)
-    backups = []
-    for table in changed:
+    done = []
+    for table in tables:
         backup = _backup_path(table.path)
         atomic_write(backup, table.data)
-        atomic_write(table.path, keep[table][table.header].to_csv(index=False).encode())
-        backups.append((table.path, backup))
-    return backups
+        rows = table.rows[table.rows["run_id"].isin(finished)]
+        atomic_write(table.path, rows[table.header].to_csv(index=False).encode())
+        done.append((table.path, backup))
+    return done
 
 
 # --- config.yaml -------------------------------------------------------------

@@ -164,20 +164,20 @@ class Sweep:
             checkpoints.rmdir()
 
     def finished_runs(self) -> set[str]:
-        """The runs whose rows are intact in both CSVs (results.verify_sweep). A damaged CSV is first
-        kept beside as a backup, then rewritten with only the rows to trust, with a warning naming
-        each damaged line and the backup; the damaged runs are then trained again."""
+        """The runs whose rows are intact in both CSVs (results.verify_sweep); the others are trained
+        again. Where there is damage, a warning names each damaged line, and both CSVs are kept beside
+        as backups, then rewritten with only the finished runs' rows (results.repair)."""
         found = results.verify_sweep(self.out, len(self.cfg.model.sizes) - 1, self.cfg.data.val_size)
         if found.damage:
-            backups = results.repair(found)
+            repaired = results.repair(found)
             for damage in found.damage[:WARNED_LINES]:
                 print(f"warning: {damage}", file=sys.stderr)
             if len(found.damage) > WARNED_LINES:
                 print(f"warning: ... and {len(found.damage) - WARNED_LINES} more damaged lines", file=sys.stderr)
-            for path, backup in backups:
-                print(f"warning: {path} was damaged; kept as it was in {backup}, and rewritten with only the rows "
-                      "that are intact in both CSVs", file=sys.stderr)
-            print(f"warning: {len(found.damaged_runs())} damaged run(s) will be trained again", file=sys.stderr)
+            for path, backup in repaired:
+                print(f"warning: kept {path} as it was in {backup}, and rewrote it with only the rows of the "
+                      "runs that are intact in both CSVs", file=sys.stderr)
+            print("warning: the runs of the damaged lines are trained again", file=sys.stderr)
         return set(found.finished["run_id"])
 
     def start(self, block: str, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
