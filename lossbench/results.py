@@ -255,12 +255,14 @@ def text_lines(path: Path, data: bytes) -> tuple[list[str], bool]:
 
 @dataclass
 class Table:
-    """A result CSV read back: its well-formed rows as text cells (index: the line each is on)."""
+    """A result CSV read back: its well-formed rows as text cells (index: the line each is on), and
+    its damaged lines."""
 
     path: Path
     data: bytes  # the file's bytes: kept beside it as a backup if it is rewritten
     header: list[str]
     rows: pd.DataFrame
+    values: pd.DataFrame  # the same rows, typed
     damage: list[Damage] = field(default_factory=list)
 
 
@@ -273,17 +275,41 @@ def _header_problem(header: list[str], cells: dict[str, Cell], required: list[st
                      + [f"names column(s) {', '.join(twice)} twice"] * bool(twice))
 
 
-def _parse_line(line: str, width: int) -> tuple[list[str], str]:
-    """A body line's fields and what is wrong with it as a row of `width` fields ("" if nothing)."""
-    try:
-        fields = next(csv.reader([line]), [])
-    except csv.Error as err:
-        return [line], f"not a CSV row ({err})"
-    if "\ufffd" in line:
-        return fields, "holds bytes that are not UTF-8 text"
-    if len(fields) != width:
-        return fields, f"{len(fields)} fields where the header has {width}"
-    return fields, ""
+def _records(lines: list[str], cut: bool, width: int) -> tuple[list[list[str]], list[int], list[tuple[int, str, str]]]:
+    """The body of a CSV (its lines after the header) as rows of `width` fields, with the line each
+    is on, and (line, problem, first field) for each line that is not such a row."""
+    records, numbers, damaged = [], [], []
+    undecodable = {number for number, line in enumerate(lines, 1) if "\ufffd" in line} if any(
+        "\ufffd" in line for line in lines) else set()
+    reader, number = csv.reader(lines[1:]), 2  # reader.line_num counts the body lines read so far
+    while True:
+        try:
+            fields, problem = next(reader), ""
+        except StopIteration:
+            break
+        except csv.Error as err:
+            fields, problem = [], f"not a CSV row ({err})"
+        last, next_number = reader.line_num + 1, reader.line_num + 2
+        if problem:
+            pass
+        elif cut and last == len(lines):
+            problem = "cut off: the file ends inside this line (it has no line end)"
+        elif len(fields) < 2 and not (fields and fields[0].strip()):
+            number = next_number  # a blank line holds nothing
+            continue
+        elif last > number:
+            problem = f"a quoted cell runs on to line {last}"
+        elif number in undecodable:
+            problem = "holds bytes that are not UTF-8 text"
+        elif len(fields) != width:
+            problem = f"{len(fields)} fields where the header has {width}"
+        if problem:
+            damaged.append((number, problem, fields[0] if fields else ""))
+        else:
+            records.append(fields)
+            numbers.append(number)
+        number = next_number
+    return records, numbers, damaged
 
 
 def read_table(path: Path, cells: dict[str, Cell], required: list[str], key: list[str]) -> Table | None:
@@ -296,7 +322,8 @@ def read_table(path: Path, cells: dict[str, Cell], required: list[str], key: lis
     if data is None:
         return None
     lines, cut = text_lines(path, data)
-    table = Table(path, data, list(cells), pd.DataFrame(columns=list(cells), dtype=str))
+    table = Table(path, data, list(cells), pd.DataFrame(columns=list(cells), dtype=str),
+                  pd.DataFrame(columns=list(cells)))
     if not lines:
         table.damage.append(Damage(path, None, "not a readable CSV: the file is empty (cut off before its header)"))
         return table
@@ -308,40 +335,31 @@ def read_table(path: Path, cells: dict[str, Cell], required: list[str], key: lis
     if problem:
         raise DamagedFile(f"line 1 of {path}: the header {problem}; runs.csv and epochs.csv have the columns of "
                           "the README's 'Result files' section. Restore the header (e.g. git checkout), then run again.")
-    records, numbers = [], []
-    for number, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue  # a blank line holds nothing
-        fields, problem = _parse_line(line, len(header))
-        if cut and number == len(lines):
-            problem = "cut off: the file ends inside this line (it has no line end)"
-        if problem:
-            table.damage.append(Damage(path, number, problem, fields[0] if fields else ""))
-        else:
-            records.append(fields)
-            numbers.append(number)
+    records, numbers, damaged = _records(lines, cut, len(header))
+    table.damage += [Damage(path, number, problem, run) for number, problem, run in damaged]
     rows = pd.DataFrame(records, columns=header, index=pd.Index(numbers, name="line"), dtype=str)
-    problems = cell_problems(rows, cells)
+    values = typed(rows, cells)
+    problems = cell_problems(rows, values, cells)
     table.damage += [Damage(path, number, problem, rows.at[number, "run_id"])
                      for number, problem in problems[problems != ""].items()]
-    rows = rows[problems == ""]
-    rows = rows[~rows.duplicated()]
-    keys = typed(rows[key], cells)
-    clash = keys.duplicated(keep=False)  # the same run (and epoch) with other cells: which copy is right?
-    for _, lines_of_key in keys[clash].reset_index().groupby(key)["line"]:
+    rows, values = rows[problems == ""], values[problems == ""]
+    twice = rows[values[key].duplicated(keep=False)]
+    copies = twice.index[twice.duplicated()]  # exact copies of a row, as a sync or merge may leave: dropped
+    rows, values = rows.drop(copies), values.drop(copies)
+    clash = values[key].duplicated(keep=False)  # the same run (and epoch) with other cells: which is right?
+    for _, lines_of_key in values[key][clash].reset_index().groupby(key)["line"]:
         for number in lines_of_key:
             others = ", ".join(str(other) for other in lines_of_key if other != number)
             table.damage.append(Damage(path, number, f"line {others} holds the same {' and '.join(key)} with "
                                                      "other values", rows.at[number, "run_id"]))
-    table.header, table.rows = header, rows[~clash]
+    table.header, table.rows, table.values = header, rows[~clash], values[~clash]
     table.damage.sort(key=lambda damage: damage.line or 0)
     return table
 
 
 def typed(rows: pd.DataFrame, cells: dict[str, Cell]) -> pd.DataFrame:
-    """Text cells as values: numbers where `cells` says so (empty or "nan": NaN), text as it is."""
-    return rows.apply(lambda column: pd.to_numeric(column.replace("", np.nan), errors="coerce")
-                      if cells[column.name].number else column)
+    """Text cells as values: numbers where `cells` says so (NaN where a cell is not one), text as it is."""
+    return rows.apply(lambda column: pd.to_numeric(column, errors="coerce") if cells[column.name].number else column)
 
 
 def _note(problems: pd.Series, bad: pd.Series, describe: Callable[[object], str]) -> None:
@@ -351,8 +369,9 @@ def _note(problems: pd.Series, bad: pd.Series, describe: Callable[[object], str]
             problems[label] = describe(label)
 
 
-def _column_problems(column: str, text: pd.Series, cell: Cell) -> pd.Series:
-    """Per row: what is wrong with its cell of `column` ("" if nothing), the first check first."""
+def _column_problems(column: str, text: pd.Series, values: pd.Series, cell: Cell) -> pd.Series:
+    """Per row: what is wrong with its cell of `column` ("" if nothing), the first check first.
+    `values`: the cells as numbers (typed)."""
     problems = pd.Series("", index=text.index, dtype=object)
 
     def shown(at) -> str:
@@ -364,15 +383,18 @@ def _column_problems(column: str, text: pd.Series, cell: Cell) -> pd.Series:
         _note(problems, ~text.str.fullmatch(cell.pattern),
               lambda at: f"column {column} holds {shown(at)}, not layer sizes such as 784-30-10")
     elif not cell.number:
-        _note(problems, text.str.strip() == "", lambda at: f"column {column} is empty")
+        _note(problems, text.eq("") | text.str.isspace(), lambda at: f"column {column} is empty")
     else:
-        values = pd.to_numeric(text.replace("", np.nan), errors="coerce")
-        empty = text.str.strip().str.lower().isin(["", "nan"])
-        _note(problems, values.isna() & ~empty, lambda at: f"column {column} holds non-numeric values ({shown(at)})")
+        # empty: "", blanks or "nan" (any case), which the few cells that are no number are checked for
+        strange = values.isna() & text.ne("")
+        empty = values.isna() & ~strange
+        blank = text[strange].str.strip().str.lower().isin(["", "nan"])
+        strange[blank.index[blank]], empty[blank.index[blank]] = False, True
+        _note(problems, strange, lambda at: f"column {column} holds non-numeric values ({shown(at)})")
         if not cell.empty:
             _note(problems, empty, lambda at: f"column {column} is empty")
         if cell.whole:
-            _note(problems, values.notna() & (values % 1 != 0), lambda at: f"column {column} holds {shown(at)}, not a whole number")
+            _note(problems, values % 1 > 0, lambda at: f"column {column} holds {shown(at)}, not a whole number")
         low = values <= cell.low if cell.above else values < cell.low
         bounds = f"{'above' if cell.above else 'at least'} {cell.low:g}" + (
             f" and at most {cell.high:g}" if cell.high < math.inf else "")
@@ -380,11 +402,11 @@ def _column_problems(column: str, text: pd.Series, cell: Cell) -> pd.Series:
     return problems
 
 
-def cell_problems(rows: pd.DataFrame, cells: dict[str, Cell]) -> pd.Series:
+def cell_problems(rows: pd.DataFrame, values: pd.DataFrame, cells: dict[str, Cell]) -> pd.Series:
     """Per row: the first of its cells, in column order, that its column does not allow ("" if none)."""
     problems = pd.Series("", index=rows.index, dtype=object)
     for column in rows.columns:
-        problems = problems.where(problems != "", _column_problems(column, rows[column], cells[column]))
+        problems = problems.where(problems != "", _column_problems(column, rows[column], values[column], cells[column]))
     return problems
 
 
@@ -413,14 +435,14 @@ def verify_sweep(directory: Path, n_layers: int | None = None, val_size: int | N
     files' owner can mend (read_table).
     """
     runs = read_table(directory / "runs.csv", RUN_CELLS, required[0] if required else RUN_COLUMNS, ["run_id"])
-    run_values = typed(runs.rows, RUN_CELLS) if runs else pd.DataFrame(columns=RUN_COLUMNS)
+    run_values = runs.values if runs else pd.DataFrame(columns=RUN_COLUMNS)
     if n_layers is None:  # no run: nothing in epochs.csv can be checked, nor would be used
         n_layers = max((len(sizes.split("-")) - 1 for sizes in run_values["sizes"]), default=0)
     cells = epoch_cells(n_layers)
     output = [f"grad_b{n_layers}", f"grad_w{n_layers}"]
     epochs = None if runs is None or not n_layers else read_table(
         directory / "epochs.csv", cells, required[1] + output if required else list(cells), ["run_id", "epoch"])
-    epoch_values = typed(epochs.rows, cells) if epochs else pd.DataFrame(columns=list(cells))
+    epoch_values = epochs.values if epochs else pd.DataFrame(columns=list(cells))
     damage = (runs.damage if runs else []) + (epochs.damage if epochs else [])
     if runs is not None and epochs is None and not runs.rows.empty:
         damage.append(Damage(directory / "epochs.csv", None, "missing; a sweep directory holds both runs.csv "
