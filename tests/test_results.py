@@ -97,6 +97,14 @@ def test_write_rows_replaces_rows_by_run_id_and_keeps_written_text(tmp_path):
     assert results.finished_run_ids(tmp_path / "nowhere") == set()
 
 
+def test_write_rows_drops_exact_copies_of_a_row(tmp_path):
+    """A sync or a merge may leave a row twice; the next write keeps it once."""
+    path = tmp_path / "runs.csv"
+    path.write_text("run_id,acc\na,0.1\nb,0.2\na,0.1\n")
+    results.write_rows(path, pd.DataFrame({"run_id": ["c"], "acc": [0.3]}))
+    assert path.read_text() == "run_id,acc\na,0.1\nb,0.2\nc,0.3\n"
+
+
 def test_epoch_rows_are_run_major_with_nan_for_missing_metrics():
     metrics = [{"val_acc": np.array([0.1, 0.2])},  # epoch 0: no training metrics
                {"val_acc": np.array([0.3, 0.4]), "train_cost": np.array([1.0, 2.0])}]
