@@ -9,7 +9,8 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "slurm_setup: needs root (apt-get, daemons)" >&2; exit 1; }
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
+    || ! command -v munged >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
@@ -22,6 +23,7 @@ install -d -o munge -g munge -m 0755 /run/munge
 if ! munge -n >/dev/null 2>&1; then
     runuser -u munge -- /usr/sbin/munged
 fi
+for _ in $(seq 10); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 1; done
 munge -n | unmunge >/dev/null
 
 node=$(hostname -s)

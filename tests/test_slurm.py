@@ -99,6 +99,13 @@ def task_states(job: str, show: bool = False) -> dict[int, str]:
     return {int(task): state for task, state in re.findall(r"ArrayTaskId=(\d+) .*?JobState=(\S+)", shown)}
 
 
+def ended(job: str) -> dict[int, str]:
+    """Array task -> JobState once no task runs any more: the command may return (its jobs' results
+    are written) a moment before Slurm has seen the jobs' processes end."""
+    wait_for(lambda: not {"PENDING", "RUNNING", "COMPLETING"} & set(task_states(job).values()), f"job {job} to end")
+    return task_states(job, show=True)
+
+
 def log(out: Path, job: str, task: int) -> str:
     return (out / ".submitit" / f"{job}_{task}" / f"{job}_{task}_0_log.out").read_text()
 
@@ -115,7 +122,7 @@ def test_two_slurm_jobs_merge_into_the_single_process_results(tmp_path, slurm, s
     done = sweep("--multirun", *SLURM, *SHARDS, *GRID, f"hydra.sweep.dir={out}")
     assert done.returncode == 0, done.stderr
     [job] = array_jobs(out)
-    assert task_states(job, show=True) == {0: "COMPLETED", 1: "COMPLETED"}
+    assert ended(job) == {0: "COMPLETED", 1: "COMPLETED"}
     for task in (0, 1):  # each task ran in Slurm: its log has Slurm's job id and the job's sweep
         assert f"8 runs (0 already finished) on cpu -> {out / str(task)}" in log(out, job, task)
     assert_same_runs(out, single_process)
@@ -136,8 +143,7 @@ def test_a_job_cancelled_with_scancel_is_trained_by_the_rerun_and_the_other_job_
         running = command("squeue", "-h", "-j", f"{job}_1", "-o", "%i %T").stdout.split()
         assert running == [f"{job}_1", "RUNNING"], running
         assert command("scancel", f"{job}_1").returncode == 0
-        wait_for(lambda: task_states(job).get(1) == "CANCELLED", "Slurm to cancel job 1")
-        assert task_states(job, show=True) == {0: "COMPLETED", 1: "CANCELLED"}
+        assert ended(job) == {0: "COMPLETED", 1: "CANCELLED"}
         # Without an accounting database (slurmdbd), submitit cannot learn that a job was cancelled and
         # the command keeps waiting for it: stop it as a user would, with Ctrl-C
         if launcher.poll() is None:
@@ -156,7 +162,7 @@ def test_a_job_cancelled_with_scancel_is_trained_by_the_rerun_and_the_other_job_
     again = sweep("--multirun", *SLURM, *SHARDS, *GRID, f"hydra.sweep.dir={out}")
     assert again.returncode == 0, again.stderr
     rerun = array_jobs(out)[-1]
-    assert rerun != job and task_states(rerun, show=True) == {0: "COMPLETED", 1: "COMPLETED"}
+    assert rerun != job and ended(rerun) == {0: "COMPLETED", 1: "COMPLETED"}
     assert f"8 runs (8 already finished) on cpu -> {out / '0'}" in log(out, rerun, 0)
     assert f"8 runs (0 already finished) on cpu -> {out / '1'}" in log(out, rerun, 1)
     for name, before in kept.items():  # job 0's results: not trained again, not even rewritten
