@@ -248,8 +248,8 @@ def text_lines(path: Path, data: bytes) -> tuple[list[str], bool]:
     for number, line in enumerate(lines, 1):
         if CONFLICT_MARKER.match(line):
             raise DamagedFile(f"line {number} of {path}: a git merge-conflict marker ({line[:40]!r}); finish "
-                              "the merge (keep each row once: both sides' runs may stay; delete the marker "
-                              "lines), then run again. The sweep trains a run again if its rows are damaged.")
+                              "the merge and delete the marker lines (in a CSV, keep each row once: both sides' "
+                              "runs may stay), then run again.")
     return lines, cut
 
 
@@ -279,8 +279,7 @@ def _records(lines: list[str], cut: bool, width: int) -> tuple[list[list[str]], 
     """The body of a CSV (its lines after the header) as rows of `width` fields, with the line each
     is on, and (line, problem, first field) for each line that is not such a row."""
     records, numbers, damaged = [], [], []
-    undecodable = {number for number, line in enumerate(lines, 1) if "\ufffd" in line} if any(
-        "\ufffd" in line for line in lines) else set()
+    undecodable = {number for number, line in enumerate(lines, 1) if "\ufffd" in line}
     reader, number = csv.reader(lines[1:]), 2  # reader.line_num counts the body lines read so far
     while True:
         try:
@@ -447,7 +446,7 @@ def verify_sweep(directory: Path, n_layers: int | None = None, val_size: int | N
     if runs is not None and epochs is None and not runs.rows.empty:
         damage.append(Damage(directory / "epochs.csv", None, "missing; a sweep directory holds both runs.csv "
                                                              "and epochs.csv"))
-    tainted = run_values["run_id"].isin({damage.run_id for damage in damage}) | (epochs is None)
+    tainted = run_values["run_id"].isin({entry.run_id for entry in damage}) | (epochs is None)
     problems = run_problems(run_values[~tainted], epoch_values, val_size)
     damage += [Damage(runs.path, line, problem, run_values.at[line, "run_id"])
                for line, problem in problems[problems != ""].items()]
@@ -507,7 +506,7 @@ def run_problems(runs: pd.DataFrame, epochs: pd.DataFrame, val_size: int | None)
     # the outcome columns, recomputed from the accuracies (as the trainer computed them)
     checked = [column for column in ["peak_test_acc", "peak_epoch", "final_test_acc", "val_selected_test_acc",
                                      "val_selected_epoch"] if column in runs]
-    for n_epochs, part in runs[problems == ""].groupby("epochs"):
+    for _, part in runs[problems == ""].groupby("epochs"):  # runs of as many epochs: one array
         curves = ours[ours["run_id"].isin(part["run_id"])].pivot(index="run_id", columns="epoch")
         test, val = (curves[name].reindex(part["run_id"]).to_numpy(np.float64)[:, 1:] for name in ("test_acc", "val_acc"))
         given = run_outcomes(test, val).set_axis(part.index).astype(np.float64)
@@ -545,9 +544,6 @@ def repair(found: Verified) -> list[tuple[Path, Path]]:
 
 
 # --- config.yaml -------------------------------------------------------------
-_ABSENT = "(absent)"
-
-
 def _flatten(tree, prefix: str = "") -> dict:
     if isinstance(tree, dict):
         return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
@@ -600,10 +596,10 @@ def claim_directory(directory: Path, cfg) -> None:
     if theirs is None:
         atomic_write(path, OmegaConf.to_yaml(mine).encode())
         return
-    a, b, defaults = _flatten(theirs), _flatten(mine), schema_defaults()
-    diff = [f"{key}: {a.get(key, _ABSENT)} there, {b.get(key, _ABSENT)} now" for key in sorted(a.keys() | b.keys())
-            if a.get(key, _ABSENT) != b.get(key, _ABSENT)
-            and not (key not in a and key in defaults and b.get(key, _ABSENT) == defaults[key])]
+    a, b, defaults, absent = _flatten(theirs), _flatten(mine), schema_defaults(), object()
+    diff = [f"{key}: {a.get(key, '(absent)')} there, {b.get(key, '(absent)')} now" for key in sorted(a.keys() | b.keys())
+            if a.get(key, absent) != b.get(key, absent)
+            and not (key not in a and key in defaults and b[key] == defaults[key])]
     if diff:
         raise UserError(f"config mismatch: {directory} holds a sweep with another config "
                         f"({'; '.join(diff)}). Resume it with the same overrides, or write "

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,30 +41,33 @@ RUN_ON_LINE = {2: "sigmoid_ce_lr0.5_s0", 3: "softmax_nll_lr0.5_s0", 4: "sigmoid_
                5: "softmax_nll_lr0.5_s1"}
 
 
+@contextmanager
+def logging_kept():
+    """Hydra configures logging for its job; give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def lossbench(capsys):
     """Run `python -m lossbench ARGS` in-process: (exit status, stdout, stderr)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging for its job; give pytest's back
-
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with logging_kept():
+        yield run
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "sweep"
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    assert cli.main(["sweep", *GRID, f"hydra.run.dir={out}"]) == 0
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with logging_kept():
+        assert cli.main(["sweep", *GRID, f"hydra.run.dir={out}"]) == 0
     assert [line.split(",")[0][:-9] for line in (out / "runs.csv").read_text().splitlines()[1:]] == list(
         RUN_ON_LINE.values())
     return out
@@ -95,7 +99,7 @@ def joined(rows: list[list[str]], **options) -> str:
     return buffer.getvalue()
 
 
-def set_cell(line: int, column: str, value) -> callable:
+def set_cell(line: int, column: str, value) -> Callable[[str], str]:
     def damage(text):
         rows = rows_of(text)
         cell = rows[0].index(column)
@@ -104,7 +108,7 @@ def set_cell(line: int, column: str, value) -> callable:
     return damage
 
 
-def drop_cell(line: int, column: str) -> callable:
+def drop_cell(line: int, column: str) -> Callable[[str], str]:
     def damage(text):
         rows = rows_of(text)
         del rows[line - 1][rows[0].index(column)]
@@ -112,7 +116,7 @@ def drop_cell(line: int, column: str) -> callable:
     return damage
 
 
-def copy_line(line: int, column: str = "", value: str = "") -> callable:
+def copy_line(line: int, column: str = "", value: str = "") -> Callable[[str], str]:
     """Append a copy of a line (as a sync tool or merge may), with one cell changed if `column`."""
     def damage(text):
         rows = rows_of(text)
@@ -123,15 +127,15 @@ def copy_line(line: int, column: str = "", value: str = "") -> callable:
     return damage
 
 
-def delete_line(line: int) -> callable:
+def delete_line(line: int) -> Callable[[str], str]:
     return lambda text: "".join(text.splitlines(keepends=True)[:line - 1] + text.splitlines(keepends=True)[line:])
 
 
-def rename_column(old: str, new: str) -> callable:
+def rename_column(old: str, new: str) -> Callable[[str], str]:
     return lambda text: text.replace(old, new, 1)
 
 
-def merge_conflict(line: int) -> callable:
+def merge_conflict(line: int) -> Callable[[str], str]:
     """Both sides of a merge changed a line: git keeps both between conflict markers."""
     def damage(text):
         lines = text.splitlines(keepends=True)
