@@ -3,7 +3,8 @@
     python -m lossbench analyze outputs/sweep [more sweep dirs ...] [--out DIR]
 
 Reads every runs.csv and its epochs.csv found under the given directories (searched
-recursively, so a Hydra multirun directory with 0/, 1/, ... works), merges them (a
+recursively, so a Hydra multirun directory with 0/, 1/, ... works; a damaged line stops
+it with `error: line N of FILE: problem`, see docs/reliability.md), merges them (a
 run_id seen twice counts once), groups runs by their configuration (CONFIG_COLUMNS:
 different experiments are never pooled) and writes to DIR/analysis/ (first DIR) or --out:
 
