@@ -3,7 +3,8 @@
     python -m lossbench analyze outputs/sweep [more sweep dirs ...] [--out DIR]
 
 Reads every runs.csv and its epochs.csv found under the given directories (searched
-recursively, so a Hydra multirun directory with 0/, 1/, ... works), merges them (a
+recursively, so a Hydra multirun directory with 0/, 1/, ... works; a damaged line stops
+it with `error: line N of FILE: problem`, see docs/reliability.md), merges them (a
 run_id seen twice counts once), groups runs by their configuration (CONFIG_COLUMNS:
 different experiments are never pooled) and writes to DIR/analysis/ (first DIR) or --out:
 
@@ -47,16 +48,15 @@ from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import MaxNLocator
 from scipy import special, stats
 
+from lossbench import results
 from lossbench.errors import UserError
 
 CONFIG_COLUMNS = ["sizes", "init", "batch_size", "epochs", "l2", "dataset", "train_size", "dtype"]
 ACCURACIES = {"peak": "peak_test_acc", "final": "final_test_acc", "val_selected": "val_selected_test_acc"}
+# The columns analyze needs (hand-made CSVs may lack the others); epochs.csv's output-layer
+# gradients grad_b{L}, grad_w{L} too, once the network's depth is known.
 RUNS_COLUMNS = ["run_id", "pair", "lr", "seed", *CONFIG_COLUMNS, "status", *ACCURACIES.values()]
-RUNS_NUMERIC = ["lr", "seed", "batch_size", "epochs", "l2", "train_size", *ACCURACIES.values()]
-# grad_b{L} / grad_w{L} for the output layer L are checked per sweep, once sizes are known.
-EPOCHS_NUMERIC = ["epoch", "val_acc", "test_acc", "test_saturated", "grad_b1", "grad_w1"]
-EPOCHS_COLUMNS = ["run_id", *EPOCHS_NUMERIC]
-STATUSES = {"ok", "diverged"}
+EPOCHS_COLUMNS = ["run_id", "epoch", "val_acc", "test_acc", "test_saturated", "grad_b1", "grad_w1"]
 THRESHOLDS = (0.90, 0.95)
 CONFIDENCE = 0.95
 STUCK = 0.90  # a run whose peak stays below this learned only some of the digits (a stuck run)
@@ -79,40 +79,26 @@ def find_sweeps(directory: Path) -> list[Path]:
     return sweeps
 
 
-def read_csv(path: Path, columns: list[str], numeric: list[str]) -> pd.DataFrame:
-    """`path` as a DataFrame with `columns` present and `numeric` ones numeric, else a UserError."""
-    if not path.is_file():
-        raise UserError(f"{path}: missing; a sweep directory holds both runs.csv and epochs.csv.")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not a readable CSV ({err}).") from None
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise UserError(f"{path}: lacks column(s) {', '.join(missing)}; runs.csv and epochs.csv must "
-                        "have the columns of docs/results.md ('Result files').")
-    for column in numeric:
-        try:
-            frame[column] = pd.to_numeric(frame[column])
-        except (ValueError, TypeError):
-            raise UserError(f"{path}: column {column} holds non-numeric values.") from None
-    return frame
-
-
 def output_layer(sizes: str) -> int:
     """L, the index of the output layer: the number of weight layers, len(sizes) - 1."""
     return len(str(sizes).split("-")) - 1
 
 
 def read_sweep(sweep: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    runs = read_csv(sweep / "runs.csv", RUNS_COLUMNS, RUNS_NUMERIC)
-    bad = sorted(set(runs["status"].astype(str)) - STATUSES)
-    if bad:
-        raise UserError(f"{sweep / 'runs.csv'}: status {', '.join(bad)} is none of {', '.join(sorted(STATUSES))}.")
-    depth = max((output_layer(sizes) for sizes in runs["sizes"]), default=1)
-    grads = [f"grad_{kind}{depth}" for kind in "bw"]
-    epochs = read_csv(sweep / "epochs.csv", EPOCHS_COLUMNS + grads, EPOCHS_NUMERIC + grads)
-    return runs, epochs
+    """A sweep directory's runs.csv and epochs.csv as frames, if every line of them can be trusted
+    (results.verify_sweep; checked against config.yaml's data.val_size where there is one), else a
+    UserError naming the first damaged line: analyze never uses a damaged row, nor drops one silently."""
+    config = results.read_config(sweep / "config.yaml") or {}
+    val_size = (config.get("data") or {}).get("val_size")
+    found = results.verify_sweep(sweep, val_size=val_size if isinstance(val_size, int) else None,
+                                 required=(RUNS_COLUMNS, EPOCHS_COLUMNS))
+    if found.damage:
+        more = len(found.damage) - 1
+        raise UserError(f"{found.damage[0]}{f' (and {more} more damaged line(s))' if more else ''}. analyze "
+                        f"uses no damaged file: the sweep run again into {sweep} (the same command) keeps the "
+                        "damaged file beside as a backup and trains its damaged runs again; or restore the file.")
+    runs = found.finished.reset_index(drop=True)
+    return runs, found.epoch_values.reset_index(drop=True)
 
 
 def load_results(dirs: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:

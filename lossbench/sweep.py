@@ -41,6 +41,8 @@ from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.pairs import PAIRS
 from lossbench.sweep_cli import resume_override
 
+WARNED_LINES = 10  # damaged lines named one by one; a file damaged throughout gets a count beyond
+
 
 def run_settings(cfg: DictConfig, n_train: int) -> dict:
     """The runs.csv columns that every run of this sweep shares (analysis groups runs by them)."""
@@ -113,8 +115,7 @@ class Sweep:
     def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
         self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
         self.settings = run_settings(cfg, len(data.train_x))
-        # val_size changes the validation set, hence val-selected numbers: part of a run's identity
-        self.hash = results.config_hash(self.settings | {"val_size": cfg.data.val_size})
+        self.hash = results.run_hash(self.settings, cfg.data.val_size)
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device, engine=cfg.engine.value)
@@ -130,9 +131,15 @@ class Sweep:
         return self.out / "checkpoints" / f"{block}.pt"
 
     def run(self) -> None:
-        done = results.finished_run_ids(self.out)
+        done = self.finished_runs()
         todo = {block: [s for s in specs if self.run_id(s) not in done] for block, specs in self.grid.items()}
         n_runs, n_todo = sum(map(len, self.grid.values())), sum(map(len, todo.values()))
+        # before training anything: each file the sweep will replace (or delete) must be one it may
+        replaced = [self.checkpoint(block) for block in self.grid]
+        if n_todo:
+            replaced += [self.out / "runs.csv", self.out / "epochs.csv"]
+        for path in replaced:
+            results.require_replaceable(path)
         epochs = self.cfg.optim.epochs
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
               f"(engine {self.engine})\n"
@@ -147,6 +154,23 @@ class Sweep:
         checkpoints = self.out / "checkpoints"
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()
+
+    def finished_runs(self) -> set[str]:
+        """The runs whose rows are intact in both CSVs (results.verify_sweep); the others are trained
+        again. Where there is damage, a warning names each damaged line, and both CSVs are kept beside
+        as backups, then rewritten with only the finished runs' rows (results.repair)."""
+        found = results.verify_sweep(self.out, len(self.cfg.model.sizes) - 1, self.cfg.data.val_size)
+        if found.damage:
+            repaired = results.repair(found)
+            for damage in found.damage[:WARNED_LINES]:
+                print(f"warning: {damage}", file=sys.stderr)
+            if len(found.damage) > WARNED_LINES:
+                print(f"warning: ... and {len(found.damage) - WARNED_LINES} more damaged lines", file=sys.stderr)
+            for path, backup in repaired:
+                print(f"warning: kept {path} as it was in {backup}, and rewrote it with only the rows of the "
+                      "runs that are intact in both CSVs", file=sys.stderr)
+            print("warning: the runs of the damaged lines are trained again", file=sys.stderr)
+        return set(found.finished["run_id"])
 
     def start(self, block: str, specs: list[RunSpec]) -> tuple[Ensemble, list[dict], float]:
         """The ensemble of `specs`, its metrics so far and its wall time so far: from the

@@ -41,6 +41,7 @@ class _Session:
     # The outermost directory that require_writable created (absolute), or None: what a sweep
     # stopped by bad input removes again while it is empty (outputs/sweep/ included).
     created_output: Path | None = None
+    sweep_dir: Path | None = None  # a multirun's hydra.sweep.dir, for the resume override
 
 
 class JobFailed(CompactHydraException):
@@ -71,7 +72,8 @@ class RequireWritableOutput(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _Session.config_composed = True
-        require_writable(Path(config.hydra.sweep.dir))
+        _Session.sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        require_writable(_Session.sweep_dir)
 
 
 def require_writable(directory: Path) -> None:
@@ -181,13 +183,18 @@ def main(argv: list[str]) -> int:
         print_help(args.overrides)
         return 0
     saved_argv, sys.argv = sys.argv, [PROG, *argv]
-    _Session.config_composed, _Session.created_output = False, None
+    _Session.config_composed, _Session.created_output, _Session.sweep_dir = False, None, None
     try:
         hydra_app()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         # Hydra prints a composition error (bad override, unknown option) and exits 1: bad input
         return 2 if code == 1 and not _Session.config_composed else code
+    except KeyboardInterrupt:  # not in a job (hydra_app has its own): a launcher waiting for its jobs
+        resume = f" plus hydra.sweep.dir={_Session.sweep_dir}" if _Session.sweep_dir else ""
+        print(f"\ninterrupted; jobs already submitted to a cluster go on (scancel stops them). Once they have "
+              f"ended, the same command{resume} trains what they left unfinished.", file=sys.stderr)
+        return 130
     finally:
         sys.argv = saved_argv
     return 0

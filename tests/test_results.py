@@ -5,7 +5,9 @@
 
 import errno
 import os
+import re
 import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,6 +97,14 @@ def test_write_rows_replaces_rows_by_run_id_and_keeps_written_text(tmp_path):
     assert results.finished_run_ids(tmp_path / "nowhere") == set()
 
 
+def test_write_rows_drops_exact_copies_of_a_row(tmp_path):
+    """A sync or a merge may leave a row twice; the next write keeps it once."""
+    path = tmp_path / "runs.csv"
+    path.write_text("run_id,acc\na,0.1\nb,0.2\na,0.1\n")
+    results.write_rows(path, pd.DataFrame({"run_id": ["c"], "acc": [0.3]}))
+    assert path.read_text() == "run_id,acc\na,0.1\nb,0.2\nc,0.3\n"
+
+
 def test_epoch_rows_are_run_major_with_nan_for_missing_metrics():
     metrics = [{"val_acc": np.array([0.1, 0.2])},  # epoch 0: no training metrics
                {"val_acc": np.array([0.3, 0.4]), "train_cost": np.array([1.0, 2.0])}]
@@ -140,6 +150,40 @@ def test_claim_directory_writes_then_refuses_another_config(tmp_path):
     with pytest.raises(UserError, match=r"config mismatch: .* \(sweep.seeds: 2 there, 5 now\)"):
         results.claim_directory(tmp_path, other)
     assert (tmp_path / "config.yaml").read_text() == written
+
+
+def test_claim_directory_takes_keys_added_since_at_their_schema_default(tmp_path):
+    """A directory written before a config key existed resumes if the key's value is its default."""
+    old = {"sweep": {"lrs": [0.5], "seeds": 2}, "dtype": "float32"}
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    written = (tmp_path / "config.yaml").read_text()
+    defaults = results.schema_defaults()
+    assert defaults["sweep.ensemble_size"] == 160 and defaults["shard.count"] == 1 and "sweep.seeds" not in defaults
+    now = OmegaConf.create({"sweep": {"lrs": [0.5], "seeds": 2, "ensemble_size": 160}, "shard": {"count": 1, "index": 0},
+                            "dtype": "float32"})
+    results.claim_directory(tmp_path, now)  # keys added since, at their defaults: the same sweep
+    assert (tmp_path / "config.yaml").read_text() == written
+    for key, value, shown in [("sweep.ensemble_size", 8, "sweep.ensemble_size: (absent) there, 8 now"),
+                              ("shard.count", 2, "shard.count: (absent) there, 2 now")]:
+        other = now.copy()
+        OmegaConf.update(other, key, value)
+        with pytest.raises(UserError, match=re.escape(shown)):
+            results.claim_directory(tmp_path, other)
+    missing_default = OmegaConf.create({"sweep": {"lrs": [0.5], "seeds": 2, "pairs": ["sigmoid_ce"]}, "dtype": "float32"})
+    with pytest.raises(UserError, match=re.escape("sweep.pairs: (absent) there, ['sigmoid_ce'] now")):
+        results.claim_directory(tmp_path, missing_default)  # sweep.pairs has no default: a difference
+    assert (tmp_path / "config.yaml").read_text() == written
+
+
+COMMITTED = sorted(path.parent for path in (Path(__file__).resolve().parents[1] / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("directory", COMMITTED, ids=[path.name for path in COMMITTED])
+def test_committed_sweep_directories_read_back_whole(directory):
+    """Directories written before runs were verified on reading (results/) hold no damage: every run finished."""
+    val_size = results.read_config(directory / "config.yaml")["data"]["val_size"]
+    found = results.verify_sweep(directory, val_size=val_size)
+    assert found.damage == [] and len(found.finished) == len(pd.read_csv(directory / "runs.csv")) > 0
 
 
 def test_lock_refuses_a_second_holder(tmp_path):

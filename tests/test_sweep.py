@@ -202,6 +202,11 @@ DAMAGE = {  # name -> what becomes of a checkpoint's bytes
     "one bit flipped": lambda data: data[:-10] + bytes([data[-10] ^ 1]) + data[-9:],
     "empty": lambda data: b"",
     "foreign bytes": lambda data: results.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
+    "changed header": lambda data: data.replace(b"-v1\n", b"-v0\n", 1),
+    "duplicated": lambda data: data + data,
+    "git merge-conflict markers": lambda data: b"<<<<<<< HEAD\n" + data + b"=======\n" + data + b">>>>>>> b\n",
+    "CRLF line ends (a text tool)": lambda data: data.replace(b"\n", b"\r\n"),
+    "byte-order mark (a text tool)": lambda data: b"\xef\xbb\xbf" + data,
 }
 
 
