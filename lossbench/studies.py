@@ -36,7 +36,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from scipy import stats
 
-from lossbench import report
+from lossbench import provenance
 from lossbench.config import EXPERIMENTS_DIR
 from lossbench.data import N_CLASSES, load_split
 from lossbench.ensemble import INITS, init_params
@@ -467,7 +467,7 @@ def main(argv: list[str]) -> int:
     OmegaConf.save(OmegaConf.structured(cfg), out / "settings.yaml")
     started = time.perf_counter()
     claims = study.run(cfg, out, data_root=args.data_root)
-    report.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started)
+    provenance.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started)
     if claims:  # hidden_saturation's claim is the verdict's to decide, from its CSV
         pd.DataFrame(claims).to_csv(out / "claims.csv", index=False)
         print_claims(args.name, cfg, claims)

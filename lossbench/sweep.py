@@ -35,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lossbench import analysis, config, report, results
+from lossbench import analysis, config, provenance, results
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.pairs import PAIRS
@@ -285,5 +285,5 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         # how this directory was made; a job of a multirun is recorded as the single sweep it is
         where = os.path.relpath(out) if out.resolve().is_relative_to(Path.cwd()) else out
         command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
-        report.write_run_info(out, command, device, time.perf_counter() - started)
+        provenance.write_run_info(out, command, device, time.perf_counter() - started)
     print(summary_text(out, cfg))

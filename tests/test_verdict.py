@@ -294,4 +294,4 @@ def test_check_on_a_copy_of_the_committed_verdict_catches_an_edit(tmp_path):
 def test_a_damaged_setting_is_a_clear_error_not_an_unfinished_one(root, capsys):
     (root / "mnist_default" / "runs.csv").write_text("run_id,pair\nx,sigmoid_ce\n")
     assert cli.main(["verdict", str(root), "--no-plots"]) == 2
-    assert "runs.csv: lacks column(s)" in capsys.readouterr().err
+    assert "runs.csv: the header lacks column(s)" in capsys.readouterr().err
