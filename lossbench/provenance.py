@@ -13,7 +13,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from lossbench import results
+from lossbench import atomic
 
 
 def hardware(device: str) -> str:
@@ -48,4 +48,4 @@ def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: f
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(before + wall_time_s, 1),
     }
-    results.atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
+    atomic.atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())

@@ -4,7 +4,7 @@
     python -m lossbench report results --check    # exit 1 if the committed table differs (pictures unchecked)
 
 Every number in the table comes from a study directory's own files, through
-lossbench's analysis: a sweep study's runs.csv (`analysis.seed_distribution`),
+lossbench's analysis: a sweep study's runs.csv (`statistics.seed_distribution`),
 the toy neuron's toy_neuron.csv and claims.csv, the ch. 5 study's summary.csv;
 the command, hardware, torch version and wall time from its run_info.json,
 which `sweep` and `study` write. The table sits between two marker lines in
@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import analysis
+from lossbench import plots, statistics, tables
 from lossbench.errors import UserError
+from lossbench.results import load
 
 START = "<!-- lossbench report: start (python -m lossbench report results) -->"
 END = "<!-- lossbench report: end -->"
@@ -28,7 +29,7 @@ ORDER = ["nielsen_ch1_h30", "nielsen_ch1_h100", "nielsen_ch3_h30", "nielsen_ch3_
          "nielsen_ch5_gradients"]
 DISTRIBUTION = "seed_distribution.png"  # per sweep study: every run a mark, the best of 3, the book's number
 COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
-           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {analysis.STUCK:.0%}", "command", "hardware",
+           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {statistics.STUCK:.0%}", "command", "hardware",
            "torch", "wall time"]
 
 
@@ -38,19 +39,19 @@ def pct(value: float) -> str:
 
 def sweep_row(directory: Path, study) -> dict:
     """A named sweep: the distribution over seeds of the peak test accuracy, where the book's number falls."""
-    runs, _ = analysis.load_results([directory])
+    runs, _ = load.load_results([directory])
     book = float(study.book_test_acc[0])
-    d = analysis.seed_distribution(runs, book=book)
+    d = statistics.seed_distribution(runs, book=book)
     return {
         "book's number": pct(book),
         "ours: mean ± std (n)": f"{pct(d['mean'])} ± {100 * d['std']:.2f} (n={d['n']:g}, {d['n_diverged']:g} diverged)",
         "median": pct(d["median"]),
-        "book's percentile": analysis.number(d["book_percentile"], ".0f"),
+        "book's percentile": tables.number(d["book_percentile"], ".0f"),
         "ours, best of 3 runs": "-" if pd.isna(d["best_of_k_mean"]) else (
             f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
             f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
         "final / val-selected": f"{pct(d['final_mean'])} / {pct(d['val_selected_mean'])}",
-        f"runs peaking below {analysis.STUCK:.0%}": f"{(runs['peak_test_acc'] < analysis.STUCK).sum()} of {len(runs)}",
+        f"runs peaking below {statistics.STUCK:.0%}": f"{(runs['peak_test_acc'] < statistics.STUCK).sum()} of {len(runs)}",
     }
 
 
@@ -132,7 +133,7 @@ def build_table(root: Path) -> str:
 def pictures_markdown(directories: list[Path]) -> str:
     """Links to each sweep study's seed_distribution.png and the ch. 5 study's histogram."""
     parts = ["### Seed distributions", "",
-             f"Each sweep study's peak test accuracy per seed (a mark per run; red: below {analysis.STUCK:.0%}), the chance "
+             f"Each sweep study's peak test accuracy per seed (a mark per run; red: below {statistics.STUCK:.0%}), the chance "
              "that a run is the best of 3 (green stems: the book's procedure in ch. 1), and the book's number "
              "(dashed); right: zoomed on the book's number.", ""]
     for directory in directories:
@@ -147,8 +148,8 @@ def write_pictures(root: Path) -> None:
     for directory in study_directories(root):
         if (directory / "runs.csv").exists():
             study = OmegaConf.load(directory / "config.yaml").study
-            runs, _ = analysis.load_results([directory])
-            figure = analysis.plot_seed_distribution(f"{directory.name} (Nielsen ch. {study.chapter})", runs,
+            runs, _ = load.load_results([directory])
+            figure = plots.plot_seed_distribution(f"{directory.name} (Nielsen ch. {study.chapter})", runs,
                                                      float(study.book_test_acc[0]))
             figure.savefig(directory / DISTRIBUTION, dpi=110)
 

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lossbench import config
+from lossbench import atomic, config
 from lossbench.errors import UserError
 
 PROG = "python -m lossbench sweep"
@@ -112,12 +112,12 @@ def resume_override() -> str:
 @hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig) -> None:
     _Session.config_composed = True
-    from lossbench import results, sweep  # the trainer: torch, only now (see the module's docstring)
+    from lossbench import sweep  # the trainer: torch, only now (see the module's docstring)
 
     out = Path(HydraConfig.get().runtime.output_dir).absolute()
     try:
         sweep.sweep(cfg, out)
-    except results.WriteError as err:
+    except atomic.WriteError as err:
         fail_job(f"{err} Make room (or mend the directory), then resume: the same command plus {resume_override()}.")
     except UserError as err:
         remove_created(out)  # leave no directory behind that was not there (only empty ones go)

@@ -8,8 +8,9 @@ A setting is an experiments/verdict_NAME.yaml sweep whose output is ROOT/NAME/ (
 is complete when its runs.csv files hold every run of the grids of the config.yaml files below it,
 unfinished when they hold fewer, missing when there are none. Everything between the two marker
 lines of ROOT/README.md is generated from the settings' runs.csv and epochs.csv through
-lossbench.analysis: a table (a row per pair, a column per setting, each cell the val-selected test
-accuracy at the pair's best lr ± its 95% interval, with its rank), the verdict in prose whose every
+lossbench.statistics and lossbench.comparisons: a table (a row per pair, a column per setting,
+each cell the val-selected test accuracy at the pair's best lr ± its 95% interval, with its
+rank), the verdict in prose whose every
 number and claim is computed here (from complete settings only), the forest and peak-vs-lr plots
 of each setting (rewritten into ROOT/NAME/analysis/), the literature's claims (lossbench.literature,
 also written to ROOT/claims.csv), and where each setting's runs came from (run_info.json). Text
@@ -24,11 +25,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import analysis, literature, report
+from lossbench import comparisons, literature, plots, report, statistics, tables
 from lossbench.claims import claims_table
 from lossbench.config import EXPERIMENTS_DIR, seed_list, shard_seeds
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
+from lossbench.results import load
 
 START = "<!-- lossbench verdict: start (python -m lossbench verdict results/verdict) -->"
 END = "<!-- lossbench verdict: end -->"
@@ -110,14 +112,14 @@ def load_setting(root: Path, name: str) -> Setting:
         return setting
     setting.expected, setting.planned = planned_runs(setting.directory)
     try:
-        setting.runs, setting.epochs = analysis.load_results([setting.directory])
+        setting.runs, setting.epochs = load.load_results([setting.directory])
     except UserError:
         if any(len(path.read_text().splitlines()) > 1 for path in setting.directory.rglob("runs.csv")):
             raise  # a damaged file, not a sweep that has not finished a run yet
         return setting
-    setting.summary = analysis.summarize(setting.runs, setting.epochs)
-    setting.comparisons, _ = analysis.paired_comparisons(setting.runs, setting.summary)
-    setting.profiles = analysis.pair_profiles(setting.runs, setting.epochs, setting.summary, setting.comparisons)
+    setting.summary = statistics.summarize(setting.runs, setting.epochs)
+    setting.comparisons, _ = comparisons.paired_comparisons(setting.runs, setting.summary)
+    setting.profiles = comparisons.pair_profiles(setting.runs, setting.epochs, setting.summary, setting.comparisons)
     setting.frames = {group_id: group_frames(setting, group_id) for group_id in setting.summary["group_id"].unique()}
     return setting
 
@@ -143,7 +145,7 @@ def cell(profiles: pd.DataFrame, pair: str) -> str:
     if row.empty:
         return "-"
     row = row.iloc[0]
-    return (f"{analysis.percent_stat(row['val_selected_mean'], row['val_selected_ci95'], row['n'])} "
+    return (f"{tables.percent_stat(row['val_selected_mean'], row['val_selected_ci95'], row['n'])} "
             f"(rank {row['rank_val_selected']}, η={row['lr']:g})")
 
 
@@ -205,7 +207,7 @@ def verdict_text(settings: list[Setting]) -> list[str]:
         lead = (f"**Verdict.** No pair ranks first in {settings_phrase}; mean rank over them: {ranks} "
                 "(rank 1 = no pair shown better).")
     lines = [lead, ""]
-    lines += [f"- **{name}**: {analysis.ranking_takeaway(frames['profiles'], frames['comparisons'])}."
+    lines += [f"- **{name}**: {tables.ranking_takeaway(frames['profiles'], frames['comparisons'])}."
               for name, frames in columns]
     lines += ["", changes_text(columns), "", evidence_text(columns), "", profile_text(columns)]
     return lines
@@ -249,7 +251,7 @@ def evidence_text(columns: list[tuple[str, dict]]) -> str:
 
 def describe(row: pd.Series) -> str:
     return (f"{100 * row['mean_diff']:+.2f} points [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] "
-            f"over {row['n']} seeds (p_Holm = {analysis.number(row['p_holm'], '.2g')})")
+            f"over {row['n']} seeds (p_Holm = {tables.number(row['p_holm'], '.2g')})")
 
 
 def profile_text(columns: list[tuple[str, dict]]) -> str:
@@ -336,7 +338,7 @@ def write_plots(settings: list[Setting]) -> None:
         if setting.finished:
             out = setting.directory / "analysis"
             out.mkdir(exist_ok=True)
-            analysis.write_plots(setting.summary, setting.runs, setting.epochs, out, setting.comparisons,
+            plots.write_plots(setting.summary, setting.runs, setting.epochs, out, setting.comparisons,
                                  setting.profiles)
 
 

@@ -3,17 +3,18 @@
     python -m pytest tests/test_analysis.py
 """
 
-import re
 import itertools
 import math
+import re
 import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench import analysis, cli
+from lossbench import analysis, cli, comparisons, plots, statistics, tables
 from lossbench.errors import UserError
+from lossbench.results import load
 
 CONFIG = dict(sizes="784-30-10", init="large", batch_size=10, epochs=3, l2=0.0, dataset="mnist",
               train_size=1000, dtype="float32")
@@ -70,8 +71,8 @@ def write_sweep(directory, runs):
 
 
 def summarize_dir(directory):
-    runs, epochs = analysis.load_results([directory])
-    return analysis.summarize(runs, epochs).set_index(["pair", "lr"])
+    runs, epochs = load.load_results([directory])
+    return statistics.summarize(runs, epochs).set_index(["pair", "lr"])
 
 
 def test_mean_std_and_t_interval_match_hand_computation(tmp_path):
@@ -97,9 +98,9 @@ def test_epochs_to_threshold_counts_runs_that_reach_it(tmp_path):
 
 def test_one_seed_has_no_interval_and_says_so(tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.94])])
-    summary = analysis.summarize(*analysis.load_results([tmp_path]))
+    summary = statistics.summarize(*load.load_results([tmp_path]))
     assert summary["n"].tolist() == [1] and summary["peak_ci95"].isna().all()
-    assert "95.00 (n=1, no CI)" in analysis.terminal_summary(summary)
+    assert "95.00 (n=1, no CI)" in tables.terminal_summary(summary)
 
 
 def test_diverged_runs_are_counted_and_excluded(tmp_path):
@@ -113,7 +114,7 @@ def test_diverged_runs_are_counted_and_excluded(tmp_path):
     assert cell["peak_mean"] == pytest.approx(0.95)
     gone = summary.loc[("sigmoid_mse", 30.0)]
     assert (gone["seeds"], gone["diverged"], gone["n"]) == (1, 1, 0) and math.isnan(gone["peak_mean"])
-    assert "all diverged" in analysis.terminal_summary(summary.reset_index())
+    assert "all diverged" in tables.terminal_summary(summary.reset_index())
 
 
 def test_best_lr_uses_validation_not_test_and_avoids_diverging_lrs(tmp_path):
@@ -143,10 +144,10 @@ def test_duplicate_run_ids_across_dirs_and_nested_multirun_dirs_count_once(tmp_p
     write_sweep(tmp_path / "a", first)
     write_sweep(tmp_path / "multirun" / "2024-01-01" / "12-00-00" / "0", second[:1])
     write_sweep(tmp_path / "multirun" / "2024-01-01" / "12-00-00" / "1", second[1:])
-    runs, epochs = analysis.load_results([tmp_path / "a", tmp_path / "multirun"])
+    runs, epochs = load.load_results([tmp_path / "a", tmp_path / "multirun"])
     assert sorted(runs["seed"]) == [0, 1, 2]
     assert len(epochs) == 3 * 4
-    cell = analysis.summarize(runs, epochs).iloc[0]
+    cell = statistics.summarize(runs, epochs).iloc[0]
     assert cell["seeds"] == 3 and cell["peak_mean"] == pytest.approx(0.93)
 
 
@@ -154,7 +155,7 @@ def test_mixed_configs_are_grouped_not_pooled(tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]),
                            make_run("sigmoid_ce", 0.5, 0, [0.9, 0.97, 0.97], sizes="784-100-10"),
                            make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96], sizes="784-100-10", train_size=None)])
-    summary = analysis.summarize(*analysis.load_results([tmp_path]))
+    summary = statistics.summarize(*load.load_results([tmp_path]))
     assert len(summary) == 3 and summary["seeds"].tolist() == [1, 1, 1]
     assert summary["group"].tolist() == [
         "784-100-10 init=large batch=10 epochs=3 l2=0 mnist train=1000 float32",
@@ -172,9 +173,9 @@ def test_slowdown_gradients_and_lr_ratio(tmp_path):
         make_run("sigmoid_ce", 0.5, 0, [0.9, 0.96, 0.96], out_grad=0.3, hidden_grad=0.1),
         make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96], out_grad=0.3, hidden_grad=0.1, diverged_at=3),
         make_run("softmax_nll", 0.5, 0, [0.9, 0.96, 0.96], sizes="784-10")])
-    runs, epochs = analysis.load_results([tmp_path])
-    summary = analysis.summarize(runs, epochs)
-    table = analysis.slowdown(runs, epochs, summary, first_epochs=2).set_index(["pair", "lr"])
+    runs, epochs = load.load_results([tmp_path])
+    summary = statistics.summarize(runs, epochs)
+    table = statistics.slowdown(runs, epochs, summary, first_epochs=2).set_index(["pair", "lr"])
     mse = table.loc[("sigmoid_mse", 3.0)]
     assert mse["n"] == 2 and mse["best_lr"]
     assert mse["out_grad_b"] == pytest.approx(0.02) and mse["out_grad_w"] == pytest.approx(0.04)
@@ -183,7 +184,7 @@ def test_slowdown_gradients_and_lr_ratio(tmp_path):
     assert table.loc[("sigmoid_ce", 0.5), "n"] == 1  # the diverged seed is left out
     assert table.loc[("sigmoid_ce", 0.5), "out_hidden_ratio"] == pytest.approx(3.0)
     assert math.isnan(table.loc[("softmax_nll", 0.5), "out_hidden_ratio"])  # 784-10: no hidden layer
-    ratios = analysis.best_lr_ratio(summary)
+    ratios = statistics.best_lr_ratio(summary)
     assert ratios[["lr_sigmoid_mse", "lr_sigmoid_ce", "lr_ratio"]].values.tolist() == [[3.0, 0.5, 6.0]]
 
 
@@ -191,7 +192,7 @@ def test_seed_distribution_against_brute_force():
     peaks = [0.95, 0.97, 0.94, 0.96]
     runs = pd.DataFrame({"status": ["ok"] * 4 + ["diverged"], "peak_test_acc": peaks + [0.99],
                          "final_test_acc": [0.94] * 4 + [0.1], "val_selected_test_acc": [0.93] * 4 + [0.1]})
-    stats = analysis.seed_distribution(runs, book=0.9542)
+    stats = statistics.seed_distribution(runs, book=0.9542)
     assert (stats["n"], stats["n_diverged"]) == (4, 1)
     assert stats["mean"] == pytest.approx(0.955) and stats["median"] == pytest.approx(0.955)
     assert stats["std"] == pytest.approx(np.std(peaks, ddof=1))
@@ -202,7 +203,7 @@ def test_seed_distribution_against_brute_force():
     assert stats["best_of_k_std"] == pytest.approx(np.std(triples))
     assert stats["best_of_k_book_percentile"] == 0.0
     assert stats["final_mean"] == pytest.approx(0.94) and stats["val_selected_mean"] == pytest.approx(0.93)
-    assert math.isnan(analysis.seed_distribution(runs.iloc[:2], best_of=3)["best_of_k_mean"])
+    assert math.isnan(statistics.seed_distribution(runs.iloc[:2], best_of=3)["best_of_k_mean"])
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -210,13 +211,13 @@ def test_seed_distribution_against_brute_force():
     (lambda d: (d / "runs.csv").write_text(""), "not a readable CSV"),
     (lambda d: (d / "runs.csv").write_text("run_id,pair,lr\nx,sigmoid_ce,0.5\n"), r"lacks column\(s\) seed, sizes, init"),
     (lambda d: [(d / name).write_text(",".join(columns) + "\n") for name, columns in
-                [("runs.csv", analysis.RUNS_COLUMNS), ("epochs.csv", analysis.EPOCHS_COLUMNS)]],
+                [("runs.csv", load.RUNS_COLUMNS), ("epochs.csv", load.EPOCHS_COLUMNS)]],
      "no runs yet"),
 ])
 def test_bad_directories_raise_user_errors_naming_the_path(tmp_path, setup, message):
     setup(tmp_path)
     with pytest.raises(UserError, match=message) as error:
-        analysis.load_results([tmp_path])
+        load.load_results([tmp_path])
     assert str(tmp_path) in str(error.value)
 
 
@@ -226,14 +227,14 @@ def test_missing_epochs_csv_bad_status_and_nonnumeric_column(tmp_path):
     good = runs_csv.read_text()
     runs_csv.write_text(good.replace(",ok,", ",done,"))
     with pytest.raises(UserError, match=r"runs.csv: status done is none of diverged, ok"):
-        analysis.load_results([tmp_path])
+        load.load_results([tmp_path])
     runs_csv.write_text(good.replace("0.5", "fast"))
     with pytest.raises(UserError, match=r"runs.csv: column lr holds non-numeric values"):
-        analysis.load_results([tmp_path])
+        load.load_results([tmp_path])
     runs_csv.write_text(good)
     (tmp_path / "epochs.csv").unlink()
     with pytest.raises(UserError, match="epochs.csv: missing"):
-        analysis.load_results([tmp_path])
+        load.load_results([tmp_path])
 
 
 def test_cli_reports_nonexistent_directory(tmp_path, capsys):
@@ -295,11 +296,11 @@ def test_paired_comparison_matches_hand_computation_matched_on_seed_not_row_orde
     runs += [make_run("softmax_nll", 1.0, seed, [0.8, peak, peak - 0.01]) for seed, peak in nll.items()]
     runs.insert(3, make_run("softmax_nll", 1.0, 4, [0.8, 0.99, 0.99], diverged_at=3))
     write_sweep(tmp_path, runs)
-    runs, epochs = analysis.load_results([tmp_path])
+    runs, epochs = load.load_results([tmp_path])
     assert runs["seed"].tolist() == [3, 0, 2, 4, 1, 4, 5, 1, 0, 3, 2]
-    comparisons, notes = analysis.paired_comparisons(runs, analysis.summarize(runs, epochs))
-    assert notes.empty and sorted(comparisons["metric"]) == ["peak_test_acc", "val_selected_test_acc"]
-    for row in comparisons.itertuples():  # val = test here, so both metrics give the same numbers
+    compared, notes = comparisons.paired_comparisons(runs, statistics.summarize(runs, epochs))
+    assert notes.empty and sorted(compared["metric"]) == ["peak_test_acc", "val_selected_test_acc"]
+    for row in compared.itertuples():  # val = test here, so both metrics give the same numbers
         assert (row.group_id, row.pair, row.other, row.lr, row.other_lr, row.n) == ("g1", "sigmoid_ce", "softmax_nll",
                                                                                     0.5, 1.0, 4)
         assert row.mean_diff == pytest.approx(0.0125)
@@ -309,9 +310,9 @@ def test_paired_comparison_matches_hand_computation_matched_on_seed_not_row_orde
 
 def test_holm_adjusts_within_the_family_and_leaves_nan_out():
     # sorted 0.01, 0.03, 0.04 times 3, 2, 1: 0.03, 0.06, 0.04 -> running maximum 0.03, 0.06, 0.06
-    adjusted = analysis.holm([0.04, 0.01, np.nan, 0.03])
+    adjusted = comparisons.holm([0.04, 0.01, np.nan, 0.03])
     assert adjusted[[0, 1, 3]].tolist() == pytest.approx([0.06, 0.03, 0.06]) and np.isnan(adjusted[2])
-    assert analysis.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+    assert comparisons.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
 
 
 def test_ranks_count_only_intervals_that_exclude_zero():
@@ -319,9 +320,9 @@ def test_ranks_count_only_intervals_that_exclude_zero():
                          ("d", "a", 0.001, 0.002)], columns=["pair", "other", "ci_low", "ci_high"])
     rows["metric"] = "peak_test_acc"
     # d beats a; a beats c; a-b and b-c tie: d and b are not shown worse than anyone
-    assert analysis.ranks(rows, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 2, "d": 1}
+    assert comparisons.ranks(rows, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 2, "d": 1}
     flipped = rows.assign(ci_low=-rows["ci_high"], ci_high=-rows["ci_low"])  # other - pair: the other way round
-    assert analysis.ranks(flipped, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 1, "d": 2}
+    assert comparisons.ranks(flipped, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 1, "d": 2}
 
 
 def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(tmp_path, capsys):
@@ -346,9 +347,9 @@ def test_pair_profile_robustness_speed_and_reliability(tmp_path):
     runs = [make_run("sigmoid_ce", lr, seed, [0.8, peak, peak - 0.01]) for lr, values in peaks.items()
             for seed, peak in enumerate(values)]
     write_sweep(tmp_path, runs + [make_run("sigmoid_ce", 1.0, 2, [0.8, 0.97, 0.9], diverged_at=3)])
-    runs, epochs = analysis.load_results([tmp_path])
-    summary = analysis.summarize(runs, epochs)
-    profile = analysis.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=analysis.COMPARISON_COLUMNS)).iloc[0]
+    runs, epochs = load.load_results([tmp_path])
+    summary = statistics.summarize(runs, epochs)
+    profile = comparisons.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=comparisons.COMPARISON_COLUMNS)).iloc[0]
     assert (profile["lr"], profile["band_lr_low"], profile["band_lr_high"]) == (0.3, 0.1, 1.0)
     assert profile["robustness"] == pytest.approx(10.0) and profile["band_lrs"] == 3
     assert (profile["band_runs"], profile["band_stuck"], profile["band_diverged"]) == (7, 0, 1)
@@ -361,22 +362,22 @@ def test_stuck_runs_in_the_band_count_as_unreliable(tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, 0, [0.8, 0.95, 0.95]),
                            make_run("sigmoid_mse", 3.0, 1, [0.8, 0.95, 0.95]),
                            make_run("sigmoid_mse", 3.0, 2, [0.5, 0.6, 0.6])])
-    runs, epochs = analysis.load_results([tmp_path])
-    summary = analysis.summarize(runs, epochs)
-    profile = analysis.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=analysis.COMPARISON_COLUMNS)).iloc[0]
+    runs, epochs = load.load_results([tmp_path])
+    summary = statistics.summarize(runs, epochs)
+    profile = comparisons.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=comparisons.COMPARISON_COLUMNS)).iloc[0]
     assert (profile["band_runs"], profile["band_stuck"], profile["unreliable"]) == (3, 1, pytest.approx(1 / 3))
 
 
 def test_peak_plot_clips_intervals_and_says_who_peaks_highest(tmp_path):
-    errors = analysis.clipped_errors(pd.Series([0.05, 0.99, 0.5]), pd.Series([0.2, 0.05, np.nan]))
+    errors = plots.clipped_errors(pd.Series([0.05, 0.99, 0.5]), pd.Series([0.2, 0.05, np.nan]))
     assert errors.tolist() == [[pytest.approx(5), pytest.approx(5), 0], [pytest.approx(20), pytest.approx(1), 0]]
     cells = pd.DataFrame({"pair": ["sigmoid_ce", "softmax_nll", "softmax_nll"], "lr": [0.5, 1.0, 3.0],
                           "best_lr": [True, True, False], "n": [3, 3, 3], "peak_mean": [0.9549, 0.9527, 0.99],
                           "peak_ci95": [0.003, 0.003, 0.01]})
-    assert analysis.peak_takeaway(cells) == ("At the best lrs: sigmoid_ce peaks highest, 95.49% (η=0.5); "
+    assert plots.peak_takeaway(cells) == ("At the best lrs: sigmoid_ce peaks highest, 95.49% (η=0.5); "
                                              "softmax_nll -0.22 points")
     # the zoom spans the best-lr cells with their intervals (94.97..95.79) and 0.25 point more; lr 3 (99%) is out
-    (x_low, x_high), (y_low, y_high) = analysis.zoom_window(cells)
+    (x_low, x_high), (y_low, y_high) = plots.zoom_window(cells)
     assert (y_low, y_high) == (pytest.approx(94.72), pytest.approx(96.04))
     assert (x_low, x_high) == (pytest.approx(0.5 / 1.5), pytest.approx(1.0 * 1.5))
 
@@ -384,7 +385,7 @@ def test_peak_plot_clips_intervals_and_says_who_peaks_highest(tmp_path):
 def test_seed_distribution_plot_marks_every_run(tmp_path):
     peaks = [0.95, 0.97, 0.94, 0.96, 0.6]
     runs = pd.DataFrame({"status": "ok", "peak_test_acc": peaks, "final_test_acc": peaks, "val_selected_test_acc": peaks})
-    figure = analysis.plot_seed_distribution("test", runs, book=0.9542)
+    figure = plots.plot_seed_distribution("test", runs, book=0.9542)
     ax = figure.axes[0]
     marks = [len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o"]
     assert sum(marks) == 5  # four learned, one stuck (a mark of its own colour)

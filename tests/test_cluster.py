@@ -21,8 +21,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from lossbench import analysis, cli, config
+from lossbench import cli, config
 from lossbench.errors import UserError
+from lossbench.results import load
 
 needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
                                  reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
@@ -47,7 +48,7 @@ def sweep(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def merged(directory: Path) -> dict[str, pd.DataFrame]:
     """runs and epochs of every sweep under `directory`, as `lossbench analyze` merges them, sorted by run."""
-    runs, epochs = analysis.load_results([directory])
+    runs, epochs = load.load_results([directory])
     assert runs["run_id"].is_unique and not epochs.duplicated(["run_id", "epoch"]).any()
     return {"runs": runs.drop(columns=VOLATILE).sort_values("run_id", ignore_index=True),
             "epochs": epochs.sort_values(["run_id", "epoch"], ignore_index=True)}

@@ -28,7 +28,8 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from lossbench import analysis, cli, results
+from lossbench import cli
+from lossbench.results import load, write
 
 pytestmark = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
                                 reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
@@ -329,7 +330,7 @@ def check_analyze(lossbench, case: Case, directory: Path, reference: Path, expec
         assert code == 2 and re.search("^error: " + expected, err, re.MULTILINE), err
         return
     assert code == 0, err
-    mine, theirs = analysis.load_results([directory]), analysis.load_results([reference])
+    mine, theirs = load.load_results([directory]), load.load_results([reference])
     listed = set(mine[0]["run_id"])  # a case may have taken a run out of runs.csv
     for got, want in zip(mine, theirs):
         want = want[want["run_id"].isin(listed)]
@@ -387,14 +388,14 @@ def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(
                                                                                  monkeypatch, damage):
     """(Damaged checkpoint bytes are tests/test_sweep.py's: never used, the ensemble restarts.)"""
     out = tmp_path / "sweep"
-    save = results.save_checkpoint
+    save = write.save_checkpoint
 
     def save_then_interrupt(path, state):  # as if Ctrl-C came right after the first checkpoint
         save(path, state)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(results, "save_checkpoint", save_then_interrupt)
+        patch.setattr(write, "save_checkpoint", save_then_interrupt)
         assert lossbench("sweep", *GRID, f"hydra.run.dir={out}")[0] == 130
     checkpoint = out / "checkpoints" / "seeds_0.pt"
     damage(checkpoint)

@@ -28,10 +28,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lossbench import analysis, cli, ensemble, results, sweep
+from lossbench import cli, ensemble, statistics, sweep
 from lossbench.data import Split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
 from lossbench.errors import UserError
+from lossbench.results import columns, load, write
 
 pytestmark = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
                                 reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
@@ -84,8 +85,8 @@ def test_cli_smoke_writes_the_contracts_csvs_and_never_recomputes(tmp_path):
     print(f"smoke sweep: {elapsed:.1f} s")
 
     runs, epochs = pd.read_csv(out / "runs.csv"), pd.read_csv(out / "epochs.csv")
-    assert list(runs.columns) == results.RUN_COLUMNS
-    assert list(epochs.columns) == ["run_id", "epoch", *results.metric_columns(2)]
+    assert list(runs.columns) == columns.RUN_COLUMNS
+    assert list(epochs.columns) == ["run_id", "epoch", *columns.metric_columns(2)]
     assert len(runs) == 8 and runs["run_id"].is_unique
     assert len(epochs) == 8 * 2 and sorted(epochs["epoch"].unique()) == [0, 1]
     assert set(epochs["run_id"]) == set(runs["run_id"])
@@ -162,8 +163,8 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
         proc.kill()
         errs.append(proc.communicate()[1])
         assert proc.returncode == -signal.SIGKILL
-        print(f"kill {kill + 1}: {len(results.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
-    assert len(results.finished_run_ids(cut)) < 8  # the kills fell before the end
+        print(f"kill {kill + 1}: {len(write.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
+    assert len(write.finished_run_ids(cut)) < 8  # the kills fell before the end
     assert any("from its checkpoint after epoch" in err for err in errs)  # some run resumed an ensemble
 
     # Ctrl-C once it writes again: a clean stop with the resume override
@@ -186,22 +187,22 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
 
 def interrupt_after_first_checkpoint(monkeypatch):
     """Make the in-process sweep stop (as on Ctrl-C) right after it writes its first checkpoint."""
-    save = results.save_checkpoint
+    save = write.save_checkpoint
 
     def save_then_interrupt(path, state):
         save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(write, "save_checkpoint", save_then_interrupt)
 
 
 DAMAGE = {  # name -> what becomes of a checkpoint's bytes
     "intact": lambda data: data,
     "truncated to half": lambda data: data[: len(data) // 2],
-    "truncated to its header": lambda data: data[: len(results.CHECKPOINT_MAGIC) + 65],
+    "truncated to its header": lambda data: data[: len(write.CHECKPOINT_MAGIC) + 65],
     "one bit flipped": lambda data: data[:-10] + bytes([data[-10] ^ 1]) + data[-9:],
     "empty": lambda data: b"",
-    "foreign bytes": lambda data: results.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
+    "foreign bytes": lambda data: write.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
     "changed header": lambda data: data.replace(b"-v1\n", b"-v0\n", 1),
     "duplicated": lambda data: data + data,
     "git merge-conflict markers": lambda data: b"<<<<<<< HEAD\n" + data + b"=======\n" + data + b">>>>>>> b\n",
@@ -277,7 +278,7 @@ def test_other_config_into_the_same_directory_is_refused(tmp_path, sweep_cli):
 def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, sweep_cli):
     out = tmp_path / "sweep"
     out.mkdir()
-    with results.directory_lock(out):  # what a running sweep holds for its whole life
+    with write.directory_lock(out):  # what a running sweep holds for its whole life
         code, _, err = sweep_cli(*TINY, f"hydra.run.dir={out}")
     assert code == 2 and "error: another sweep" in err and str(out) in err and "Traceback" not in err
     assert not (out / "config.yaml").exists()
@@ -346,10 +347,10 @@ def test_a_sweep_into_an_existing_parent_removes_only_what_it_created(tmp_path, 
 
 # --- the lock, progress and the end summary ---------------------------------------------------------------------
 def test_the_lock_exists_only_while_held(tmp_path):
-    with results.directory_lock(tmp_path):
+    with write.directory_lock(tmp_path):
         assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
         with pytest.raises(UserError, match=f"another sweep \\(pid {os.getpid()}\\) is writing {tmp_path}"):
-            with results.directory_lock(tmp_path):
+            with write.directory_lock(tmp_path):
                 pass
     assert not (tmp_path / ".lock").exists()
 
@@ -365,8 +366,8 @@ def test_a_lock_file_deleted_by_its_holder_meanwhile_is_not_trusted(tmp_path, mo
         calls.append(file)
         return flock(file, operation)
 
-    monkeypatch.setattr(results.fcntl, "flock", holder_finishes_first)
-    with results.directory_lock(tmp_path):
+    monkeypatch.setattr(write.fcntl, "flock", holder_finishes_first)
+    with write.directory_lock(tmp_path):
         assert len(calls) == 2  # the first lock was dropped, the file now in the directory locked
         assert os.path.samestat((tmp_path / ".lock").stat(), os.fstat(calls[1].fileno()))
 
@@ -429,6 +430,6 @@ def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path
     assert code == 0 and "expected time: about" in stderr
     assert "this sweep: per pair," in stdout
     assert "mean over its non-diverged seeds ± the half-width of the 95% t-interval, as `analyze` prints it" in stdout
-    row = analysis.summarize(*analysis.read_sweep(out)).iloc[0]
+    row = statistics.summarize(*load.read_sweep(out)).iloc[0]
     assert row["n"] == 3 and f"{100 * row['peak_mean']:.2f} ± {100 * row['peak_ci95']:.2f}" in stdout
     assert f"{100 * row['peak_std']:.2f}" != f"{100 * row['peak_ci95']:.2f}"  # the two meanings tell apart

@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 from test_analysis import make_run, write_sweep
 
-from lossbench import analysis, cli, literature, verdict
+from lossbench import cli, comparisons, literature, statistics, verdict
 from lossbench.errors import UserError
+from lossbench.results import load
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "verdict"
 # Peak test accuracy per (pair, lr) for seeds 0, 1, 2 (val = test, so the val-selected accuracy is the peak), or
@@ -128,8 +129,8 @@ def test_missing_and_unfinished_settings_are_marked_not_fatal(tmp_path):
     assert "| mnist_large " in readme and "| missing " in readme
     (tmp_path / "fashion_large").mkdir()
     (tmp_path / "fashion_large" / "config.yaml").write_text(CONFIG.format(pairs="sigmoid_ce"))
-    (tmp_path / "fashion_large" / "runs.csv").write_text(",".join(analysis.RUNS_COLUMNS) + "\n")
-    (tmp_path / "fashion_large" / "epochs.csv").write_text(",".join(analysis.EPOCHS_COLUMNS + ["grad_b2", "grad_w2"]) + "\n")
+    (tmp_path / "fashion_large" / "runs.csv").write_text(",".join(load.RUNS_COLUMNS) + "\n")
+    (tmp_path / "fashion_large" / "epochs.csv").write_text(",".join(load.EPOCHS_COLUMNS + ["grad_b2", "grad_w2"]) + "\n")
     assert verdict.main([str(tmp_path), "--no-plots"]) == 0
     assert "unfinished: 0 of 6 runs, no sweep yet for sigmoid_mse, softmax_nll, linear_mse" in (
         tmp_path / "README.md").read_text()
@@ -172,15 +173,15 @@ def test_a_missing_root_is_a_clear_error(tmp_path, capsys):
 
 # --- claims -----------------------------------------------------------------------------
 def setting_frames(directory):
-    runs, epochs = analysis.load_results([directory])
-    summary = analysis.summarize(runs, epochs)
-    comparisons, _ = analysis.paired_comparisons(runs, summary)
-    return runs, epochs, summary, comparisons
+    runs, epochs = load.load_results([directory])
+    summary = statistics.summarize(runs, epochs)
+    compared, _ = comparisons.paired_comparisons(runs, summary)
+    return runs, epochs, summary, compared
 
 
 def test_bootstrap_without_resampling_gives_the_summarys_best_lr(root):
     runs, epochs, summary, _ = setting_frames(root / "mnist_large")
-    timed = analysis.with_run_stats(runs, epochs)
+    timed = statistics.with_run_stats(runs, epochs)
     identity = np.arange(3)[None, :]
     for pair, lr in BEST.items():
         assert literature.bootstrap_best_lrs(timed, pair, np.arange(3), identity).tolist() == [lr]
@@ -195,7 +196,7 @@ def test_bootstrap_breaks_ties_toward_the_smaller_lr_and_avoids_divergence(tmp_p
     runs, epochs, summary, _ = setting_frames(write_setting(tmp_path / "s", peaks))
     assert set(summary.loc[summary["best_lr"], ["pair", "lr"]].itertuples(index=False)) >= {
         ("sigmoid_ce", 0.5), ("softmax_nll", 0.5)}
-    timed = analysis.with_run_stats(runs, epochs)
+    timed = statistics.with_run_stats(runs, epochs)
     draws = np.array([[0, 1, 2], [0, 2, 2]])
     assert literature.bootstrap_best_lrs(timed, "sigmoid_ce", np.arange(3), draws).tolist() == [0.5, 0.5]
     assert literature.bootstrap_best_lrs(timed, "softmax_nll", np.arange(3), draws).tolist() == [0.5, 1.0]
