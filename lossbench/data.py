@@ -24,6 +24,7 @@ checks.
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from lossbench.atomic import atomic_write
 from lossbench.errors import UserError
 
 Tensor = torch.Tensor
@@ -305,23 +307,18 @@ def _decoded(name: str, root: Path, sources: tuple[tuple[str, str, int, int], ..
     except Exception:  # absent, torn or foreign: a miss, rebuilt and overwritten below
         pass
     decoded = _decode({role: Path(path) for role, path, *_ in sources})
-    _write_atomically(cache_file, {"sources": stamp, **decoded})
+    _write_cache(cache_file, {"sources": stamp, **decoded})
     return decoded
 
 
-def _write_atomically(path: Path, contents: dict) -> None:
-    """torch.save via a temp file + os.replace, so a concurrent reader never sees half a file."""
+def _write_cache(path: Path, contents: dict) -> None:
+    """torch.save `contents` to the cache file, atomically: a concurrent reader never sees half a file."""
+    buffer = io.BytesIO()
+    torch.save(contents, buffer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(contents, f)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except (OSError, RuntimeError) as err:  # the cache only saves time (torch.save on a full disk: RuntimeError)
+        atomic_write(path, buffer.getvalue())
+    except (OSError, UserError) as err:  # the cache only saves time
         warnings.warn(f"lossbench: cannot write the data cache {path} ({err}); each new process decodes the IDX "
                       f"files again.", stacklevel=3)
 
