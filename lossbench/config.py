@@ -37,7 +37,9 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from lossbench import grid
 from lossbench.errors import UserError
+from lossbench.grid import seed_list  # noqa: F401 (bench.py's name for it, until issue 13's branch lands)
 
 # conf/ and experiments/ are top-level in the repository and installed as the packages lossbench.conf
 # and lossbench.experiments (pyproject.toml's package-dir): a wheel holds them inside lossbench/, an
@@ -164,50 +166,6 @@ def register() -> None:
         store.store(group="experiment", name=name, node=study, package="_global_")
 
 
-def seed_list(seeds: Any) -> list[int]:
-    """sweep.seeds as the list of seeds: an int n means 0..n-1."""
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise UserError(f"sweep.seeds={seeds} asks for no runs; give a count >= 1 (seeds 0..n-1) "
-                            "or a list of seeds, e.g. sweep.seeds=[0,1,2].")
-        return list(range(seeds))
-    listed = OmegaConf.to_object(seeds) if OmegaConf.is_list(seeds) else None
-    ok = listed and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in listed)
-    if not ok:
-        raise UserError(f"sweep.seeds={seeds} is neither a count >= 1 nor a non-empty list of seeds "
-                        "(integers >= 0); e.g. sweep.seeds=5 or sweep.seeds=[0,1,2].")
-    _require_unique("sweep.seeds", listed)
-    return listed
-
-
-def seed_blocks(seeds: list[int], per_seed: int, ensemble_size: int) -> list[list[int]]:
-    """`seeds` in consecutive blocks of as many seeds as keep a block's per_seed x len(block) models
-    within ensemble_size (at least one seed a block): a block is one ensemble."""
-    size = max(1, ensemble_size // per_seed)
-    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
-
-
-def shard_seeds(seeds: list[int], count: int, index: int) -> list[int]:
-    """Block `index` of `seeds` cut into `count` contiguous blocks whose sizes differ by at most
-    one (shard.count, shard.index; e.g. 5 seeds in 2 blocks: [0, 1] and [2, 3, 4])."""
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"shard.index={index} with shard.count={count}: the index must be in 0..count-1 "
-                        "(count >= 1), e.g. --multirun shard.count=4 'shard.index=range(4)'.")
-    if count > len(seeds):
-        raise UserError(f"shard.count={count} is more than the {len(seeds)} seeds in sweep.seeds; "
-                        f"seeds are what shards split, so use at most {len(seeds)} shards.")
-    start, stop = (len(seeds) * k // count for k in (index, index + 1))
-    return seeds[start:stop]
-
-
-def _require_unique(key: str, values: list) -> None:
-    seen = set()
-    for value in values:
-        if value in seen:
-            raise UserError(f"{key} lists {value!r} twice; each value gives one set of runs, list it once.")
-        seen.add(value)
-
-
 def _added_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
     """Keys of `node` that `schema` lacks: Hydra's `+key=value` adds them despite the schema."""
     fields = {f.name: f.type for f in dataclasses.fields(schema)}
@@ -242,7 +200,7 @@ def validate(cfg: DictConfig) -> None:
     for name in pairs:
         if name not in PAIRS:
             raise UserError(f"unknown pair {name!r} in sweep.pairs; the pairs are: {', '.join(PAIRS)}.")
-    _require_unique("sweep.pairs", pairs)
+    grid.require_unique("sweep.pairs", pairs)
 
     lrs = list(cfg.sweep.lrs)
     if not lrs:
@@ -254,8 +212,8 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"learning rate {lr} in sweep.lrs is not a finite positive number in {cfg.dtype.value}; "
                             "give learning rates > 0, e.g. sweep.lrs=[0.5,3.0].")
     # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
-    _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
-    shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
+    grid.require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
+    grid.job_seeds(cfg)
     if cfg.sweep.ensemble_size < 1:
         raise UserError(f"sweep.ensemble_size={cfg.sweep.ensemble_size}: an ensemble holds at least 1 model.")
 

@@ -35,31 +35,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lossbench import atomic, config, provenance, statistics, tables
+from lossbench import atomic, config, grid, provenance, statistics, tables
 from lossbench.data import N_CLASSES, Split, load_split
+# bench.py's names for the grid's functions, until issue 13's branch (fastcpu), which changes bench.py, lands
+from lossbench.grid import ensembles  # noqa: F401
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.pairs import PAIRS
 from lossbench.results import columns, load, verify, write
 from lossbench.sweep_cli import resume_override
 
 WARNED_LINES = 10  # damaged lines named one by one; a file damaged throughout gets a count beyond
-
-
-def run_settings(cfg: DictConfig, n_train: int) -> dict:
-    """The runs.csv columns that every run of this sweep shares (analysis groups runs by them)."""
-    return {"sizes": "-".join(map(str, cfg.model.sizes)), "init": cfg.model.init.value,
-            "batch_size": cfg.optim.batch_size, "epochs": cfg.optim.epochs, "l2": cfg.optim.l2,
-            "dataset": cfg.data.name, "train_size": n_train, "dtype": cfg.dtype.value}
-
-
-def ensembles(cfg: DictConfig, seeds: list[int]) -> dict[str, list[RunSpec]]:
-    """The ensembles that train `seeds`, by name: blocks of whole seeds, each with every pair and
-    learning rate, of at most sweep.ensemble_size models (a block's name also names its checkpoint)."""
-    per_seed = len(cfg.sweep.pairs) * len(cfg.sweep.lrs)
-    blocks = config.seed_blocks(seeds, per_seed, cfg.sweep.ensemble_size)
-    return {f"seeds_{b[0]}" if len(b) == 1 else f"seeds_{b[0]}-{b[-1]}":
-            [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs for lr in cfg.sweep.lrs for seed in b]
-            for b in blocks}
 
 
 class Progress:
@@ -115,14 +100,13 @@ class Sweep:
 
     def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
         self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
-        self.settings = run_settings(cfg, len(data.train_x))
+        self.settings = grid.run_settings(cfg, len(data.train_x))
         self.hash = columns.run_hash(self.settings, cfg.data.val_size)
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device, engine=cfg.engine.value)
         self.engine = choose_engine(self.train_cfg, list(cfg.sweep.pairs))
-        seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        self.grid = ensembles(cfg, seeds)
+        self.grid = grid.ensembles(cfg, grid.job_seeds(cfg))
         self.epoch_columns = columns.metric_columns(len(cfg.model.sizes) - 1)
 
     def run_id(self, spec: RunSpec) -> str:

@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import comparisons, literature, plots, report, statistics, tables
+from lossbench import comparisons, grid, literature, plots, report, statistics, tables
 from lossbench.claims import claims_table
-from lossbench.config import EXPERIMENTS_DIR, seed_list, shard_seeds
+from lossbench.config import EXPERIMENTS_DIR
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
 from lossbench.results import load
@@ -100,8 +100,7 @@ def planned_runs(directory: Path) -> tuple[int, set]:
         cfg = OmegaConf.load(path)
         if "sweep" not in cfg:
             continue
-        seeds = shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        total += len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(seeds)
+        total += len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(grid.job_seeds(cfg))
         pairs |= set(cfg.sweep.pairs)
     return total, pairs
 

@@ -73,20 +73,6 @@ def single_process(tmp_path_factory) -> Path:
     return out
 
 
-def test_shards_cut_the_seeds_into_contiguous_blocks():
-    seeds = [3, 1, 4, 1_000, 5, 9, 2]
-    for count in range(1, len(seeds) + 1):
-        blocks = [config.shard_seeds(seeds, count, index) for index in range(count)]
-        assert sum(blocks, []) == seeds
-        assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
-    assert config.shard_seeds([0, 1, 2, 3, 4], 2, 1) == [2, 3, 4]
-    for count, index in ((2, 2), (2, -1), (0, 0)):
-        with pytest.raises(UserError, match=rf"shard.index={index} with shard.count={count}: the index must be in"):
-            config.shard_seeds(seeds, count, index)
-    with pytest.raises(UserError, match="shard.count=8 is more than the 7 seeds"):
-        config.shard_seeds(seeds, 8, 0)
-
-
 @pytest.mark.parametrize("launcher,target", [("lossbench_slurm", "SlurmLauncher"), ("lossbench_local", "LocalLauncher")])
 def test_launcher_configs_compose_with_their_values(launcher, target):
     needs_submitit()

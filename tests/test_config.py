@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from lossbench import config
+from lossbench import config, grid
 from lossbench.config import CONF_DIR, EXPERIMENTS_DIR
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
@@ -36,8 +36,8 @@ def test_default_is_the_160_run_comparison(composer):
     config.validate(cfg)
     assert list(cfg.sweep.pairs) == list(PAIRS)
     assert list(cfg.sweep.lrs) == [0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]
-    assert config.seed_list(cfg.sweep.seeds) == [0, 1, 2, 3, 4]
-    assert len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(config.seed_list(cfg.sweep.seeds)) == 160
+    assert grid.seed_list(cfg.sweep.seeds) == [0, 1, 2, 3, 4]
+    assert len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(grid.seed_list(cfg.sweep.seeds)) == 160
     assert list(cfg.model.sizes) == [784, 30, 10] and cfg.model.init == config.Init.large
     assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.l2) == (30, 10, 0.0)
     assert (cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size) == ("mnist", None, None, 10000)
@@ -87,10 +87,10 @@ def test_book_studies_state_the_books_setting(composer, name):
     cfg = composer(f"+experiment={name}")
     assert (list(cfg.sweep.pairs), list(cfg.sweep.lrs), list(cfg.model.sizes)) == ([pair], [eta], sizes)
     assert (cfg.model.init, cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.l2) == (config.Init.large, 30, 10, 0.0)
-    assert config.seed_list(cfg.sweep.seeds) == list(range(20))
+    assert grid.seed_list(cfg.sweep.seeds) == list(range(20))
     assert list(cfg.study.book_test_acc) == [book] and cfg.study.chapter == int(name[len("nielsen_ch")])
     # the user can still override a study's values
-    assert config.seed_list(composer(f"+experiment={name}", "sweep.seeds=100").sweep.seeds) == list(range(100))
+    assert grid.seed_list(composer(f"+experiment={name}", "sweep.seeds=100").sweep.seeds) == list(range(100))
 
 
 def test_studies_of_other_commands_are_not_sweep_options(tmp_path, monkeypatch):
@@ -159,14 +159,6 @@ def test_validate_names_the_bad_value(composer, overrides, message):
     with pytest.raises(UserError) as err:
         config.validate(composer(*overrides))
     assert message in str(err.value)
-
-
-def test_seed_list():
-    assert config.seed_list(3) == [0, 1, 2]
-    assert config.seed_list(OmegaConf.create([7, 0])) == [7, 0]
-    for bad in (0, True, 1.5, "2", OmegaConf.create([1.5])):
-        with pytest.raises(UserError):
-            config.seed_list(bad)
 
 
 def test_validate_against_data(composer):
