@@ -248,8 +248,8 @@ def schema_fields(schema, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def config_keys() -> str:
-    from lossbench import bench, config
-    cfg = bench.sweep_config([])  # as `python -m lossbench sweep` composes it, with no overrides
+    from lossbench import config
+    cfg = config.compose_config()  # as `python -m lossbench sweep` composes it, with no overrides
     fields = dict(schema_fields(config.SweepConfig))
     rows = []
     for names, meaning in described("config-keys", list(fields)):

@@ -9,33 +9,29 @@ with `+experiment=NAME`; both ship inside the package (lossbench.conf, lossbench
 conf/config.yaml's defaults, so that a wrong type or an unknown key fails at
 composition; and it adds every sweep study in experiments/ as an option of the group
 `experiment`.
-`validate()` then checks what a type cannot say (a learning rate must be positive).
-`check_overrides()` composes the command line's overrides before Hydra runs and turns
-the common mistakes into one paragraph with a hint (a scalar for a list, a key close
-to a known one, a learning rate anywhere but sweep.lrs).
+`compose_config()` composes it as the sweep does, for every other user (bench, the docs'
+reference tables, the tests); `validate()` then checks what a type cannot say (a learning
+rate must be positive). The hints for bad overrides are lossbench/overrides.py's.
 
 torch is imported by the functions that need it, not here: `sweep --help` and a bad
 override compose the config without it, in well under a second.
 """
 
-import dataclasses
-import difflib
+import functools
 import math
-import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import OmegaConfBaseException
 
 from lossbench import grid
 from lossbench.errors import UserError
@@ -158,6 +154,7 @@ def sweep_studies() -> dict[str, DictConfig]:
     return studies
 
 
+@functools.cache  # once a process: the ConfigStore keeps what it holds, and experiments/ does not change
 def register() -> None:
     """Put the schema and the sweep studies (group `experiment`) into Hydra's ConfigStore."""
     store = ConfigStore.instance()
@@ -166,24 +163,24 @@ def register() -> None:
         store.store(group="experiment", name=name, node=study, package="_global_")
 
 
-def _added_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
-    """Keys of `node` that `schema` lacks: Hydra's `+key=value` adds them despite the schema."""
-    fields = {f.name: f.type for f in dataclasses.fields(schema)}
-    added = []
-    for key in node:
-        if key not in fields:
-            added.append(prefix + key)
-        elif dataclasses.is_dataclass(fields[key]):
-            added += _added_keys(node[key], fields[key], f"{prefix}{key}.")
-    return added
+@contextmanager
+def hydra_on_conf() -> Iterator[None]:
+    """Hydra initialized on conf/ with the schema and the sweep studies registered, cleared before and
+    after: inside, hydra.compose(config_name="config", ...) composes as `python -m lossbench sweep` does."""
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+    finally:
+        GlobalHydra.instance().clear()
 
 
-def require_known_keys(cfg: DictConfig) -> None:
-    """UserError for a key the schema lacks: Hydra's `+key=value` adds one despite the schema."""
-    added = _added_keys(cfg, SweepConfig)
-    if added:
-        raise UserError(f"unknown config key {added[0]} (a `+` override adds a key, it does not make one "
-                        f"known); {key_hint(added[0], OmegaConf.select(cfg, added[0]))}")
+def compose_config(overrides: list[str] = (), hydra: bool = False) -> DictConfig:
+    """conf/config.yaml with `overrides`, as `python -m lossbench sweep OVERRIDES` composes it, and with
+    Hydra's own node if `hydra`. Hydra's exceptions pass through (overrides.py turns them into hints)."""
+    with hydra_on_conf():
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -191,6 +188,7 @@ def validate(cfg: DictConfig) -> None:
     import torch  # here, not at the top: see the module's docstring
 
     from lossbench.ensemble import TrainConfig, choose_engine
+    from lossbench.overrides import require_known_keys  # it imports this module
     from lossbench.pairs import PAIRS
 
     require_known_keys(cfg)
@@ -235,115 +233,6 @@ def validate(cfg: DictConfig) -> None:
     # an engine that cannot run here says so now, before the sweep directory is written
     choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=resolve_device(cfg.device),
                               engine=cfg.engine.value), pairs)
-
-
-# --- hints for the common override mistakes ----------------------------------
-# Keys a newcomer writes for the learning rate; the sweep takes a list of them, sweep.lrs.
-LEARNING_RATE_NAMES = {"lr", "lrs", "eta", "etas", "learning_rate", "learning_rates", "learningrate", "step_size"}
-GROUPS = ("data", "model", "optim", "sweep", "pair", "experiment")  # conf/'s groups, + experiments/
-
-
-def schema_keys(schema: type = SweepConfig, prefix: str = "") -> dict[str, Any]:
-    """Every key of the schema, nested ones dotted ("optim", "optim.epochs", ...), -> its type."""
-    keys = {}
-    for f in dataclasses.fields(schema):
-        keys[prefix + f.name] = f.type
-        if dataclasses.is_dataclass(f.type):
-            keys |= schema_keys(f.type, f"{prefix}{f.name}.")
-    return keys
-
-
-def as_list_text(value: Any) -> str:
-    """`value` written as a list override: 0.5 -> [0.5], [0.5, 3.0] -> [0.5,3.0]."""
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value)
-    return "[" + ",".join(map(str, value if isinstance(value, (list, tuple)) else [value])) + "]"
-
-
-def key_hint(key: str, value: Any) -> str:
-    """What to write instead of the unknown key `key` (given `value`), as a sentence: sweep.lrs for
-    a learning rate, else the known keys close to it, else where the known keys are listed."""
-    leaf = key.rsplit(".", 1)[-1].lower().replace("-", "_")
-    if leaf in LEARNING_RATE_NAMES:
-        return (f"learning rates are one list for the whole sweep, the key sweep.lrs: write "
-                f"sweep.lrs={as_list_text(value)}.")
-    known = list(dict.fromkeys([*schema_keys(), *GROUPS]))
-    # the whole key (optim.epoch -> optim.epochs), or its last part elsewhere (seeds -> sweep.seeds)
-    close = difflib.get_close_matches(key, known, n=2, cutoff=0.8)
-    close += [k for k in known if k not in close and k != key
-              and difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.8)]
-    if close:
-        return f"did you mean {' or '.join(close[:3])}?"
-    return "`python -m lossbench sweep --cfg job` shows the keys there are."
-
-
-def one_paragraph(message: str) -> str:
-    """Hydra's or OmegaConf's message on one line, without its config search path and node types."""
-    noise = ("full_key:", "reference_type=", "object_type=")
-    kept = []
-    for line in map(str.strip, message.splitlines()):
-        if line.startswith("Config search path"):
-            break
-        if line and not line.startswith(noise):
-            kept.append(line.rstrip(".:"))
-    return "; ".join(kept)
-
-
-def check_overrides(overrides: list[str], multirun: bool = False) -> None:
-    """Compose the config from `overrides` as Hydra will, and raise a UserError with a hint for
-    what it rejects: Hydra would print several lines with no hint and exit 1.
-
-    Sweeps of values (a,b / glob() / range()) are each job's to compose in a multirun; without
-    --multirun they are a mistake (most often a list without its brackets).
-    """
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as err:
-        raise UserError(f"cannot read the override {err.override}: {one_paragraph(str(err))}.") from None
-    plain = {}  # key -> override text, of those composed here
-    for override, text in zip(parsed, overrides):
-        if override.is_hydra_override():
-            continue
-        if override.is_sweep_override():
-            if multirun:
-                continue
-            key, value = override.key_or_group, override.value()
-            as_list = (f"write {key}={as_list_text(value.list)} for one list, or "
-                       if isinstance(value, ChoiceSweep) and typing.get_origin(schema_keys().get(key)) is list else "")
-            raise UserError(f"{text} gives several values; {as_list}put --multirun before the overrides "
-                            "to run one sweep per value.")
-        plain[override.key_or_group] = text
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=list(plain.values()))
-        except MissingConfigException as err:
-            raise UserError(_missing_option_message(err)) from None
-        except HydraException as err:
-            raise UserError(_composition_message(err, plain)) from None
-    require_known_keys(cfg)
-
-
-def _missing_option_message(err: MissingConfigException) -> str:
-    group, _, option = (err.missing_cfg_file or "").rpartition("/")
-    if not (group and err.options):
-        return one_paragraph(str(err)) + "."
-    close = difflib.get_close_matches(option, err.options, n=2, cutoff=0.6)
-    hint = f"did you mean {' or '.join(f'{group}={c}' for c in close)}? " if close else ""
-    return f"{group}={option}: the group {group} has no option {option!r}; {hint}its options: {', '.join(err.options)}."
-
-
-def _composition_message(err: HydraException, plain: dict[str, str]) -> str:
-    cause = err.__cause__
-    key = getattr(cause, "full_key", None)
-    text = plain.get(key) or next(iter(plain.values()), "")
-    value = text.split("=", 1)[-1]
-    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
-        return f"{text}: unknown config key {key}; {key_hint(key, value)}"
-    if isinstance(cause, ValidationError) and key:
-        if typing.get_origin(schema_keys().get(key)) is list and not value.startswith("["):
-            return f"{text}: {key} is a list; write {key}={as_list_text(value)}."
-        return f"{text}: {one_paragraph(cause.msg)}."
-    return f"{one_paragraph(str(err))}."
 
 
 def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_train: int) -> None:

@@ -6,33 +6,12 @@ mistakes, `data install` and `compare-runs` through the CLI.
 No MNIST needed: the hints stop a sweep before it reads data, compare-runs reads hand-made CSVs.
 """
 
-import logging
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 from test_analysis import make_run, write_sweep
-
-from lossbench import cli
-
-
-@pytest.fixture
-def run_cli(capsys, tmp_path, monkeypatch):
-    """`python -m lossbench ARGS` in-process, in an empty working directory: (status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging; give pytest's back
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 # --- help, fast: without torch ------------------------------------------------------------------------------------
@@ -49,52 +28,6 @@ def test_help_prints_without_importing_torch(args):
         assert ("- 100" in done.stdout) == ("model=book_h100" in args)  # overrides apply to the config shown
     else:
         assert "compare-runs" in done.stdout and "data " in done.stdout
-
-
-# --- hints for the common Hydra mistakes ----------------------------------------------------------------------------
-HINTS = {  # name -> (overrides, what the one paragraph must say)
-    "scalar for a list": (["sweep.lrs=0.5"], "sweep.lrs=0.5: sweep.lrs is a list; write sweep.lrs=[0.5]."),
-    "scalar for a list of pairs": (["sweep.pairs=sigmoid_ce"], "write sweep.pairs=[sigmoid_ce]."),
-    "list without brackets": (["sweep.lrs=0.5,3"], "sweep.lrs=0.5,3 gives several values; write sweep.lrs=[0.5,3] "
-                                                   "for one list, or put --multirun before the overrides"),
-    "lr in optim": (["optim.lr=0.5"], "optim.lr=0.5: unknown config key optim.lr; learning rates are one list for "
-                                      "the whole sweep, the key sweep.lrs: write sweep.lrs=[0.5]."),
-    "lr at the top": (["lr=0.5"], "unknown config key lr; learning rates are one list for the whole sweep, the key "
-                                  "sweep.lrs: write sweep.lrs=[0.5]."),
-    "eta in sweep": (["sweep.eta=3"], "unknown config key sweep.eta; learning rates are one list"),
-    "learning_rate added": (["+optim.learning_rate=[0.1,1]"], "unknown config key optim.learning_rate (a `+` "
-                                                              "override adds a key, it does not make one known); "
-                                                              "learning rates are one list for the whole sweep, the "
-                                                              "key sweep.lrs: write sweep.lrs=[0.1,1]."),
-    "key close to a known one": (["optim.epoch=3"], "unknown config key optim.epoch; did you mean optim.epochs?"),
-    "key of another node": (["seeds=3"], "unknown config key seeds; did you mean sweep.seeds?"),
-    "added key close to a known one": (["+data.rot=/x"], "unknown config key data.rot (a `+` override adds a key, "
-                                                         "it does not make one known); did you mean data.root?"),
-    "unknown key far from all": (["colour=red"], "unknown config key colour; `python -m lossbench sweep --cfg job` "
-                                                 "shows the keys there are."),
-    "option close to a known one": (["model=book_h3"], "model=book_h3: the group model has no option 'book_h3'; did "
-                                                       "you mean model=book_h30 or model=book_h100?"),
-    "study close to a known one": (["+experiment=nielsen_ch3"], "did you mean experiment=nielsen_ch3_h30"),
-    "wrong type": (["optim.epochs=abc"], "optim.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer."),
-    "unreadable override": (["sweep.lrs=[0.5"], "cannot read the override sweep.lrs=[0.5: no viable alternative"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(HINTS))
-def test_a_common_mistake_gets_one_paragraph_with_a_hint_and_exit_2(run_cli, tmp_path, case):
-    overrides, message = HINTS[case]
-    code, stdout, stderr = run_cli("sweep", *overrides)
-    assert code == 2
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr  # one paragraph
-    assert message in stderr
-    assert "Traceback" not in stdout + stderr and "HYDRA_FULL_ERROR" not in stderr
-    assert list(tmp_path.iterdir()) == []  # no outputs/ directory, nothing else
-
-
-def test_a_hint_also_stops_the_help_and_cfg(run_cli):
-    for flags in (["--help"], ["--cfg", "job"]):
-        code, _, stderr = run_cli("sweep", *flags, "optim.lr=0.5")
-        assert code == 2 and "write sweep.lrs=[0.5]" in stderr
 
 
 def test_a_launchers_config_prints_without_multirun(run_cli):

@@ -18,11 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from lossbench import cli, config
-from lossbench.errors import UserError
 from lossbench.results import load
 
 needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
@@ -76,16 +73,10 @@ def single_process(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("launcher,target", [("lossbench_slurm", "SlurmLauncher"), ("lossbench_local", "LocalLauncher")])
 def test_launcher_configs_compose_with_their_values(launcher, target):
     needs_submitit()
-    config.register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-            overrides = [f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=30"]
-            if launcher == "lossbench_slurm":
-                overrides.append("hydra.launcher.partition=gpu")
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True).hydra.launcher
-    finally:
-        GlobalHydra.instance().clear()
+    overrides = [f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=30"]
+    if launcher == "lossbench_slurm":
+        overrides.append("hydra.launcher.partition=gpu")
+    cfg = config.compose_config(overrides, hydra=True).hydra.launcher
     assert cfg._target_ == f"hydra_plugins.hydra_submitit_launcher.submitit_launcher.{target}"
     assert cfg.timeout_min == 30 and cfg.name == "lossbench"
     if launcher == "lossbench_slurm":

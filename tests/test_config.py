@@ -4,10 +4,7 @@
 """
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
 
 from lossbench import config, grid
 from lossbench.config import CONF_DIR, EXPERIMENTS_DIR
@@ -19,12 +16,8 @@ GROUPS = ["data", "model", "optim", "sweep", "pair"]
 
 @pytest.fixture
 def composer():
-    """compose(overrides) against conf/ with the schema and studies registered; Hydra cleared after."""
-    config.register()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield lambda *overrides: compose(config_name="config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
+    """compose(*overrides): conf/config.yaml as the sweep composes it (config.compose_config)."""
+    return lambda *overrides: config.compose_config(list(overrides))
 
 
 def options(group: str) -> list[str]:
@@ -50,8 +43,8 @@ def test_every_group_option_composes_and_validates(composer, group, option):
     config.validate(cfg)
 
 
-def test_hydra_settings(composer):
-    cfg = compose(config_name="config", return_hydra_config=True).hydra
+def test_hydra_settings():
+    cfg = config.compose_config(hydra=True).hydra
     assert cfg.job.name == "sweep" and cfg.job.chdir is False
     assert cfg.run.dir.startswith("outputs/sweep/")
     assert cfg.output_subdir is None  # the sweep writes config.yaml itself, atomically
@@ -169,33 +162,3 @@ def test_validate_against_data(composer):
     for sizes in ("[784,30,9]", "[783,30,10]"):
         with pytest.raises(UserError, match=r"does not fit mnist: .* 784 inputs .* 10 classes"):
             config.validate_against_data(composer(f"model.sizes={sizes}"), 784, 10, 50000)
-
-
-# --- hints for the common override mistakes (the CLI's side: tests/test_cli.py) ----------------------------------
-def test_check_overrides_leaves_sweeps_of_values_to_a_multiruns_jobs():
-    config.register()
-    config.check_overrides(["sweep.lrs=[0.5],[3]", "pair=glob(*,exclude=all)", "shard.index=range(2)"], multirun=True)
-    with pytest.raises(UserError, match=r"sweep.lrs=\[0.5\],\[3\] gives several values; write sweep.lrs=\[\[0.5\],\[3\]\]"):
-        config.check_overrides(["sweep.lrs=[0.5],[3]"])
-    with pytest.raises(UserError, match=r"^pair=glob\(\*\) gives several values; put --multirun before the overrides"):
-        config.check_overrides(["pair=glob(*)"])
-
-
-def test_check_overrides_passes_what_composes_and_leaves_hydra_keys_to_hydra():
-    config.register()
-    config.check_overrides(["sweep.lrs=[0.5]", "model=book_h100", "+experiment=nielsen_ch3_h30", "hydra.run.dir=x",
-                            "hydra/launcher=lossbench_local", "optim.l2=0.1"])
-
-
-@pytest.mark.parametrize("key", sorted(config.LEARNING_RATE_NAMES))
-def test_every_learning_rate_key_points_to_sweep_lrs(key):
-    for where in (key, f"optim.{key}", f"model.{key.upper()}"):
-        assert config.key_hint(where, 0.5) == ("learning rates are one list for the whole sweep, the key sweep.lrs: "
-                                               "write sweep.lrs=[0.5].")
-
-
-@pytest.mark.parametrize("key,close", [("optim.epoch", "optim.epochs"), ("epochs", "optim.epochs"),
-                                       ("sweep.seed", "sweep.seeds"), ("data.rot", "data.root"),
-                                       ("devices", "device"), ("modl", "model"), ("ensemble_sise", "sweep.ensemble_size")])
-def test_a_key_close_to_a_known_one_gets_did_you_mean(key, close):
-    assert config.key_hint(key, 1) == f"did you mean {close}?"
