@@ -187,6 +187,7 @@ def validate(cfg: DictConfig) -> None:
     """Check the values that the schema's types allow but the sweep cannot use (UserError)."""
     import torch  # here, not at the top: see the module's docstring
 
+    from lossbench.devices import resolve_device
     from lossbench.ensemble import TrainConfig, choose_engine
     from lossbench.overrides import require_known_keys  # it imports this module
     from lossbench.pairs import PAIRS
@@ -228,10 +229,9 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"optim.batch_size={cfg.optim.batch_size}: a mini-batch holds at least 1 example.")
     if not (math.isfinite(cfg.optim.l2) and cfg.optim.l2 >= 0):
         raise UserError(f"optim.l2={cfg.optim.l2} is not a finite number >= 0 (the L2 weight lambda).")
-    if cfg.device == Device.cuda and not torch.cuda.is_available():
-        raise UserError("device=cuda, but this torch build sees no CUDA device; use device=cpu or device=auto.")
+    device = resolve_device(cfg.device.value)  # cuda without a CUDA device: a UserError
     # an engine that cannot run here says so now, before the sweep directory is written
-    choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=resolve_device(cfg.device),
+    choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=device,
                               engine=cfg.engine.value), pairs)
 
 
@@ -245,12 +245,3 @@ def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_trai
     if cfg.optim.batch_size > n_train:
         raise UserError(f"optim.batch_size={cfg.optim.batch_size} is larger than the training set "
                         f"({n_train} examples); use 1..{n_train}.")
-
-
-def resolve_device(device: Device) -> str:
-    """The torch device for `device` (auto: cuda when available)."""
-    import torch  # here, not at the top: see the module's docstring
-
-    if device == Device.auto:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device.value

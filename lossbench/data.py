@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from lossbench.atomic import atomic_write
+from lossbench.devices import resolve_device
 from lossbench.errors import UserError
 
 Tensor = torch.Tensor
@@ -100,7 +101,7 @@ def load_split(name: str = "mnist", root: str | os.PathLike | None = None, train
     """
     if name not in DATASETS:
         raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}.")
-    device = _checked_device(device)
+    device = resolve_device(device)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UserError(f"dtype={dtype!r} is not a floating-point torch dtype; use e.g. torch.float32 or torch.float64.")
     data_dir, origin = _data_dir(name, root)
@@ -195,16 +196,6 @@ def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice,
                         f"the {n}-image training file, which must come before the validation block (its last "
                         f"val_size={val_size}), so it must be an integer from 1 to {limit}.")
     return slice(0, train_size), slice(limit, n)
-
-
-def _checked_device(device: torch.device | str) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise UserError(f"device={device!r} is not a device ({err}); use cpu or cuda[:N].") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={str(device)!r} but torch {torch.__version__} sees no CUDA device; use device=cpu.")
-    return device
 
 
 def default_dir(name: str) -> Path:

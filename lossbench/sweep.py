@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from lossbench import atomic, config, grid, provenance, statistics, tables
 from lossbench.data import N_CLASSES, Split, load_split
+from lossbench.devices import resolve_device
 # bench.py's names for the grid's functions, until issue 13's branch (fastcpu), which changes bench.py, lands
 from lossbench.grid import ensembles  # noqa: F401
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
@@ -259,7 +260,7 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
 def sweep(cfg: DictConfig, out: Path) -> None:
     started = time.perf_counter()
     config.validate(cfg)
-    device = config.resolve_device(cfg.device)
+    device = resolve_device(cfg.device.value).type  # cpu or cuda: as runs.csv and run_info.json name it
     data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
                       device, getattr(torch, cfg.dtype.value))
     config.validate_against_data(cfg, data.train_x.shape[1], N_CLASSES, len(data.train_x))
