@@ -21,6 +21,7 @@ at its end: no host synchronisation per step. On CUDA the epoch's steps are
 replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
 """
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 torch.set_flush_denormal(True)
 
 INITS = ("large", "default")
+WINDOW = 16  # CPU: steps whose first-layer work is blocked together (_window)
+BLOCK = 4  # steps whose corrections to the later steps of their window are one matmul (_window)
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
 EVAL_CHUNK = 2000  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width
 SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| > 4.6
@@ -105,6 +108,9 @@ class Ensemble:
         n = data.train_x.shape[0]
         if not 1 <= cfg.batch_size <= n:
             raise ValueError(f"batch_size {cfg.batch_size} must be in 1..{n} (the training set size)")
+        bad = [s.lr for s in specs if not 0 < s.lr < math.inf]
+        if bad:  # a step's deltas are kept scaled by -eta/m (see _window): eta = 0 would lose them
+            raise ValueError(f"learning rates must be finite and > 0, got {bad[0]}")
         self.specs, self.cfg, self.data = list(specs), cfg, data
         self.device = torch.device(cfg.device)
         self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
@@ -127,8 +133,8 @@ class Ensemble:
         # Running sums over an epoch's steps: cost, and |grad_b|, |grad_W| per layer.
         self.cost_sum = torch.zeros(self.M, dtype=dt, device=dev)
         self.grad_sum = torch.zeros(2 * self.L, self.M, dtype=dt, device=dev)
-        self.grad_sq = torch.zeros_like(self.grad_sum)  # this step's squared norms
         self._graphs: dict[int, tuple] = {}
+        self.window = self._window_steps()
 
     # --- layouts ------------------------------------------------------------
     def _layout(self, specs: list[RunSpec]):
@@ -147,8 +153,25 @@ class Ensemble:
         self.G = sizes[0] if len(set(sizes)) == 1 else 1
         self.S = self.M // self.G
         group_pairs = [pair for pair, _ in keys[:: self.G]]
+        # groups that share a seed share their batch order: one row of images per seed (_window_inputs)
+        group_seeds = [seed for _, seed in keys[:: self.G]]
+        seeds = list(dict.fromkeys(group_seeds))
+        self._seed_group = torch.tensor([group_seeds.index(s) for s in seeds], device=self.device)  # one group per seed
+        self._group_seed = torch.tensor([seeds.index(s) for s in group_seeds], device=self.device)  # each group's seed
         self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
                            for p in dict.fromkeys(group_pairs)]
+
+    def _window_steps(self) -> int:
+        """Steps per window (see _window): WINDOW on the CPU, 1 (no blocking) on CUDA, where it is unmeasured.
+
+        With L2 the window's corrections scale deltas by c^-(k+1), c = 1 - eta lambda / n; a
+        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.84) would leave the float
+        range, so such ensembles run one step at a time.
+        """
+        if self.device.type != "cpu":
+            return 1
+        decay = (1 - self.lr * self.cfg.l2 / self.n).abs().min().item()
+        return WINDOW if decay ** (WINDOW - 1) >= 1e-6 else 1
 
     def _per_model(self, t: torch.Tensor) -> torch.Tensor:
         """[S, X, G * n] (group layout) -> [M, X, n]."""
@@ -176,77 +199,176 @@ class Ensemble:
         layers = [(self._per_model(self.W[0]), self._per_model(self.b[0]))] + list(zip(self.W[1:], self.b[1:]))
         return [(w.cpu()[inv], b.cpu()[inv]) for w, b in layers]
 
-    # --- one SGD step -------------------------------------------------------
-    def _backprop(self, x: torch.Tensor, y: torch.Tensor):
-        """Yield (l, a_in, delta_l) for l = L-1 .. 0.
+    # --- windows of SGD steps ------------------------------------------------
+    def _run_windows(self, batches: torch.Tensor):
+        """Steps for batches [steps, S, B], in windows of self.window steps from the first."""
+        for start in range(0, len(batches), self.window):
+            self._window(batches[start:start + self.window])
 
-        x [S, B, n_in] and y [S, 1, B, K] are each group's mini-batch and one-hot
-        targets (broadcast over the group's G models). delta^{l-1} is computed before
-        delta^l is yielded, so a caller may update W[l] in place between iterations
-        (BP2 needs the weights before the update). For l = 0, a_in is the group's x.
+    def _window(self, batches: torch.Tensor):
+        """K mini-batch steps for every model; batches [K, S, B] index the training set, one row per group.
+
+        Layer 0 is blocked over the window. Its update is a low-rank product, W0(t+1) =
+        c W0(t) + x_t^T e_t with e_t = -(eta/m) delta0_t (ch. 3 eqs. 93-94; c = 1 - eta lambda / n),
+        so step k's weighted input to the hidden layer follows from the window's start weights:
+            x_k W0(t+k) = c^k [x_k W0(t) + sum_{j<k} (x_k x_j^T) c^-(j+1) e_j],
+        and W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j. So W0 (15 MB for 160 models of
+        784-30-10, beyond the caches) is read once for the K forward products and once for the
+        update, each a matmul of inner dimension K B, instead of three times per step; what a step
+        adds is [B, k B] x [k B, G n_1] on deltas that stay in cache. The same SGD, rounding aside.
+        Without L2 the biases ride along as the weights of a constant input 1 (a 1 added to every
+        Gram entry); with L2, which spares them, they are updated at every step. The costs and
+        gradient norms of the window's steps are computed at its end, in a few large ops.
         """
-        z = self._per_model(torch.baddbmm(self.b[0], x, self.W[0]))
-        acts = [x]
-        for l in range(1, self.L):
-            acts.append(torch.sigmoid(z))
-            z = torch.baddbmm(self.b[l], acts[-1], self.W[l])
-        M, B, K = z.shape
-        delta = self._output_delta(z.view(self.S, self.G, B, K), y).view(M, B, K)
-        for l in reversed(range(self.L)):
-            a_in = acts[l]
-            prev = None
-            if l:  # BP2, with sigma'(z) = a (1 - a) = a - a^2 of the stored activations
-                prev = torch.bmm(delta, self.W[l].transpose(1, 2)).mul_(torch.addcmul(a_in, a_in, a_in, value=-1))
-            yield l, a_in, delta
-            delta = prev
-
-    def _output_delta(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """BP1 through each model's own pair, for z [S, G, B, K]; adds each model's mean cost to cost_sum."""
-        delta = torch.empty_like(z)
-        cost = self.cost_sum.view(self.S, self.G)
-        for pair, view in self.pair_views:
-            z_pair, y_pair = z[view], y[view]  # y [S, 1, B, K] is shared along a group
-            cost[view] += pair.cost_fn(z_pair, y_pair).mean(-1)
-            delta[view] = pair.delta(z_pair, y_pair)
-        return delta
-
-    def _step(self, idx: torch.Tensor):
-        """One mini-batch step for every model; idx [S, B] indexes the training set, one row per group."""
-        S, B = idx.shape
-        x = self.train_x.index_select(0, idx.reshape(-1)).view(S, B, -1)
-        y = self.train_y1h.index_select(0, idx.reshape(-1)).view(S, 1, B, -1)
+        K, S, B = batches.shape
+        l2, H = self.cfg.l2, self.cfg.sizes[1]
+        x, gram, y = self._window_inputs(batches)
         step = self.neg_lr / B  # -eta/m, and 0 for a frozen model
-        for l, a_in, delta in self._backprop(x, y):
-            # |grad_b|^2 = |mean_x delta_x|^2 and |grad_W|_F^2 = sum((A A^T) o (D D^T)) / B^2, with
-            # grad_W = A^T D / B: the Gram form costs B x B per model instead of a pass over W.
-            # For l = 0 one input Gram per group serves its G models (broadcast).
-            gram_a = torch.bmm(a_in, a_in.transpose(1, 2)).view(S, -1, B, B)
-            gram_d = torch.bmm(delta, delta.transpose(1, 2)).view(S, -1, B, B)
-            delta_sum = delta.sum(1, keepdim=True)  # sum over the mini-batch: B x grad_b
-            self.grad_sq[2 * l] = delta_sum.square().sum((1, 2))
-            self.grad_sq[2 * l + 1] = (gram_a * gram_d).sum((2, 3)).view(-1)
-            scale = step
-            if l == 0:  # to W[0]'s group layout, the per-model factors along its columns
-                scale = self._per_group(step.expand(-1, 1, self.cfg.sizes[1]))
-                delta, delta_sum = self._per_group(delta), self._per_group(delta_sum)
-            if self.cfg.l2:  # network2's weight decay, 1 - eta lambda / n (ch. 3 eq. 93)
-                self.W[l].mul_(1 + scale * B * self.cfg.l2 / self.n)
-            self.W[l].baddbmm_(a_in.transpose(1, 2), delta * scale)
-            self.b[l].add_(delta_sum * scale)
-        self.grad_sum += self.grad_sq.clamp_(min=0).sqrt_() / B
+        step0 = self._per_group(step.expand(-1, 1, H))  # the same per column of layer 0's group layout
+        decay = 1 + step * B * l2 / self.n  # c, 1 without L2 or once frozen
+        in0 = torch.bmm(x, self.W[0]) if l2 else torch.baddbmm(self.b[0], x, self.W[0])  # [S, K B, G n_1]
+        corr = gram if l2 else gram + 1
+        e = torch.empty_like(in0)  # e_k = -(eta/m) delta0_k, step k at rows k B .. (k+1) B
+        if l2:
+            powers = self._per_group(decay.expand(-1, 1, H)) ** torch.arange(K + 1, device=self.device).view(-1, 1, 1, 1)
+            scaled = torch.empty_like(in0)  # c^-(k+1) e_k, the corrections' right factor
+        else:
+            scaled = e
+        new = functools.partial(torch.empty, dtype=in0.dtype, device=self.device)
+        acts = [new(K, self.M, B, n) for n in self.cfg.sizes[1:-1]]  # per step, the inputs of W[1:]
+        deltas = [new(K, self.M, B, n) for n in self.cfg.sizes[2:]]  # and the deltas of their outputs
+        out = new(K, self.M, B, self.cfg.sizes[-1])  # the output z
+        for k in range(K):
+            rows = slice(k * B, (k + 1) * B)
+            first = k - k % BLOCK  # the first step of k's block; earlier blocks are already in in0
+            z = in0[:, rows]
+            if k > first:
+                z = torch.baddbmm(z, corr[:, rows, first * B:k * B], scaled[:, first * B:k * B])
+            if l2:
+                z = torch.addcmul(self.b[0], z, powers[k])
+            acts[0][k].view(S, self.G, B, H).copy_(z.sigmoid_().view(S, B, self.G, H).transpose(1, 2))
+            self._per_model_step(acts, deltas, out, k, y[k], step, decay, e[:, rows])
+            if l2:
+                self.b[0].add_(e[:, rows].sum(1, keepdim=True))
+                torch.div(e[:, rows], powers[k + 1], out=scaled[:, rows])
+            if k % BLOCK == BLOCK - 1:  # the block's corrections to all later steps: one larger matmul
+                block, later = slice(first * B, (k + 1) * B), slice((k + 1) * B, None)
+                in0[:, later].baddbmm_(corr[:, later, block], scaled[:, block])
+        if l2:  # W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j
+            e_decayed = e.view(S, K, B, -1) * powers[:K].flip(0).transpose(0, 1)
+            self.W[0].mul_(powers[K]).baddbmm_(x.transpose(1, 2), e_decayed.view(S, K * B, -1))
+        else:
+            self.W[0].baddbmm_(x.transpose(1, 2), e)
+            self.b[0].add_(e.sum(1, keepdim=True))
+        self._add_window_metrics(gram, e / step0, y, acts, deltas, out)  # e / step0: layer 0's deltas
+
+    def _window_inputs(self, batches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The window's images x [S, K B, n_in], their Gram x x^T [S, K B, K B] and one-hot targets
+        [K, S, 1, B, n_L], per group. Groups that share a seed share their batch order, so the
+        gather and the Gram run once per seed (the sweep's 20 groups hold 5 seeds)."""
+        K, S, B = batches.shape
+        seeds = len(self._seed_group)
+        rows = batches[:, self._seed_group].transpose(0, 1).reshape(-1)  # seed-major, then step
+        x = self.train_x.index_select(0, rows).view(seeds, K * B, -1)
+        gram = torch.bmm(x, x.transpose(1, 2))
+        y = self.train_y1h.index_select(0, rows).view(seeds, K, 1, B, -1)
+        if seeds < S:
+            x, gram, y = (t.index_select(0, self._group_seed) for t in (x, gram, y))
+        return x, gram, y.transpose(0, 1)
+
+    def _per_model_step(self, acts: list, deltas: list, out: torch.Tensor, k: int, y: torch.Tensor, step, decay,
+                        e0: torch.Tensor):
+        """Step k through the per-model layers 1 .. L-1, from the hidden activations in acts[0][k].
+
+        acts, deltas and out are the window's buffers (see _window), filled at step k; y [S, 1,
+        B, n_L] the targets. Updates W[l], b[l] for l >= 1 and writes layer 0's e = -(eta/m) delta0
+        into e0 ([S, B, G n_1], group layout).
+        """
+        S, G, B = self.S, self.G, out.shape[2]
+        for l in range(1, self.L - 1):
+            torch.baddbmm(self.b[l], acts[l - 1][k], self.W[l], out=acts[l][k]).sigmoid_()
+        z = torch.baddbmm(self.b[-1], acts[-1][k], self.W[-1], out=out[k])
+        self._output_delta(z.view(S, G, B, -1), y, deltas[-1][k].view(S, G, B, -1))
+        for l in reversed(range(1, self.L)):
+            a_in, delta = acts[l - 1][k], deltas[l - 1][k]
+            # BP2 with the weights before this step's update; sigma'(z) = a (1 - a) = a - a^2
+            slope = torch.addcmul(a_in, a_in, a_in, value=-1)
+            step_delta = delta * step
+            if l == 1:  # layer 0's e = -(eta/m) delta0, in the window's group layout
+                back = torch.bmm(step_delta, self.W[l].transpose(1, 2))
+                n = back.shape[-1]
+                torch.mul(back.view(S, G, B, n), slope.view(S, G, B, n), out=e0.view(S, B, G, n).transpose(1, 2))
+            else:
+                torch.mul(torch.bmm(delta, self.W[l].transpose(1, 2)), slope, out=deltas[l - 2][k])
+            if self.cfg.l2:  # network2's weight decay (ch. 3 eq. 93)
+                self.W[l].mul_(decay)
+            self.W[l].baddbmm_(a_in.transpose(1, 2), step_delta)
+            self.b[l].add_(step_delta.sum(1, keepdim=True))
+
+    def _output_delta(self, z: torch.Tensor, y: torch.Tensor, out: torch.Tensor):
+        """BP1 through each model's own pair into out, for z [S, G, B, K] and y [S, 1, B, K] (shared by a group)."""
+        parts = [pair.delta(z[view], y[view]) for pair, view in self.pair_views]
+        if len(parts) == 1:
+            out.copy_(parts[0])
+        else:
+            torch.cat(parts, out=out)
+
+    def _add_window_metrics(self, gram: torch.Tensor, delta0: torch.Tensor, y: torch.Tensor, acts: list,
+                            deltas: list, out: torch.Tensor):
+        """Add the window's per-step costs and gradient norms to cost_sum and grad_sum.
+
+        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step. For layer 0,
+        |A^T D|_F^2 = sum_ij (A A^T)_ij (d_i . d_j) with A A^T a diagonal block of the window's
+        Gram, shared by a group's G models: [B, B] x [B, G n_1] per group and step instead of a
+        pass over W0's size. Later layers are small enough to form A^T D.
+        """
+        K, M, B = out.shape[:3]
+        S, G = self.S, self.G
+        z = out.view(K, S, G, B, -1)
+        cost = self.cost_sum.view(S, G)
+        for pair, (view,) in self.pair_views:
+            cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
+        per_model = functools.partial(self._steps_per_model, K=K)
+        gram_x = gram.view(S, K, B, K, B).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [S, K, B, B]
+        d0 = delta0.view(S, K, B, -1)
+        sq_w = (gram_x @ d0 * d0).sum(2)
+        self._add_grad_norms(0, per_model(d0.sum(2).square_()), per_model(sq_w), B)
+        for l in range(1, self.L):
+            a, d = acts[l - 1], deltas[l - 1]  # [K, M, B, n]
+            sq_w = (a.transpose(-1, -2) @ d).square_().sum((-2, -1))
+            self._add_grad_norms(l, d.sum(2).square_().sum(-1), sq_w, B)
+
+    def _steps_per_model(self, t: torch.Tensor, K: int) -> torch.Tensor:
+        """[S, K, G n_1] (layer 0's group layout, per step) -> [K, M], summed over each model's n_1 columns."""
+        return t.view(self.S, K, self.G, -1).sum(-1).transpose(0, 1).reshape(K, self.M)
+
+    def _add_grad_norms(self, l: int, sq_b: torch.Tensor, sq_w: torch.Tensor, B: int):
+        """grad_sum[2l], [2l+1] += the steps' |grad_b|, |grad_W|, from |B grad|^2 given as [K, M]."""
+        self.grad_sum[2 * l] += sq_b.clamp_(min=0).sqrt_().sum(0) / B
+        self.grad_sum[2 * l + 1] += sq_w.clamp_(min=0).sqrt_().sum(0) / B
 
     # --- one epoch ----------------------------------------------------------
-    def train_epoch(self) -> dict[str, np.ndarray]:
-        """Reshuffle each model's training set, run all mini-batches, then evaluate."""
+    def next_epoch_batches(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next epoch's mini-batches, drawn from each group's generator (one permutation per epoch).
+
+        Returns ([steps, S, B] training-set indices, one row per group, and the book's last,
+        smaller mini-batch as [1, S, n % B], or None when B divides n).
+        """
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
-        self.cost_sum.zero_()
-        self.grad_sum.zero_()
         B = self.cfg.batch_size
         steps = self.n // B
-        self.run_steps(perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1))
-        if self.n % B:  # the book's last, smaller mini-batch: averaged over its own size
-            self._step(perms[:, steps * B:])
-            steps += 1
+        full = perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1)
+        return full, (perms[None, :, steps * B:] if self.n % B else None)
+
+    def train_epoch(self) -> dict[str, np.ndarray]:
+        """Reshuffle each model's training set, run all mini-batches, then evaluate."""
+        self.cost_sum.zero_()
+        self.grad_sum.zero_()
+        full, last = self.next_epoch_batches()
+        self.run_steps(full)
+        if last is not None:  # the book's last, smaller mini-batch: averaged over its own size
+            self.run_steps(last)
+        steps = len(full) + (last is not None)
         self.epoch += 1
         metrics = {"train_cost": self.cost_sum / steps}
         for l in range(self.L):
@@ -266,8 +388,7 @@ class Ensemble:
         if use_graphs:
             self._run_graphed(batches)
         else:
-            for idx in batches:
-                self._step(idx)
+            self._run_windows(batches)
 
     def _run_graphed(self, batches: torch.Tensor):
         """Replay the steps from CUDA graphs of GRAPH_STEPS steps each; the rest runs eagerly."""
@@ -277,8 +398,7 @@ class Ensemble:
             for start in range(0, n_graphed, GRAPH_STEPS):
                 buf.copy_(batches[start:start + GRAPH_STEPS])
                 graph.replay()
-        for idx in batches[n_graphed:]:
-            self._step(idx)
+        self._run_windows(batches[n_graphed:])
 
     def _graph(self, steps: int, shape):
         """A CUDA graph of `steps` steps reading their indices from a static buffer (captured once)."""
@@ -288,13 +408,11 @@ class Ensemble:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside the graph, as capture requires
-                for idx in buf[:3]:
-                    self._step(idx)
+                self._run_windows(buf[:3])
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                for idx in buf:
-                    self._step(idx)
+                self._run_windows(buf)
             for t, s in zip(self.W + self.b + [self.cost_sum, self.grad_sum], saved):
                 t.copy_(s)  # undo the warm-up and capture steps: capture runs nothing, warm-up did
             self._graphs[steps] = (buf, graph)
