@@ -193,6 +193,10 @@ class Ensemble:
         """Per model (spec order): 0 if it never diverged, else the epoch its parameters or cost stopped being finite."""
         return self._to_spec_order(self._diverged)
 
+    def model_rows(self) -> torch.Tensor:
+        """[M] (spec order): each model's row in the [..., S, B] batches of run_steps, its group's."""
+        return torch.from_numpy(np.argsort(self.order) // self.G)
+
     def params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(W [M, n_in, n_out], b [M, 1, n_out]) per layer], in spec order, on the CPU."""
         inv = torch.from_numpy(np.argsort(self.order))
@@ -453,25 +457,33 @@ class Ensemble:
 
     @torch.no_grad()
     def _evaluate_set(self, x: torch.Tensor, labels: torch.Tensor):
-        """Accuracy, mean per-example cost and share of saturated output units on one data set."""
-        dev, dt, M = self.device, self.cfg.dtype, self.M
+        """Accuracy, mean per-example cost and share of saturated output units on one data set.
+
+        Models and units in rows, examples in columns: the first layer, which sees the same
+        examples for every model, is one [M n_1, n_in] x [n_in, c] matmul per chunk of c examples;
+        each model's activations are then a contiguous [n, c] block for the later layers; and the
+        class axis of z [M, n_L, c] is not the innermost, so the reductions over it (argmax, costs)
+        are vectorized over examples.
+        """
+        dev, dt, M, S, G = self.device, self.cfg.dtype, self.M, self.S, self.G
         correct = torch.zeros(M, dtype=torch.long, device=dev)
         cost = torch.zeros(M, dtype=dt, device=dev)
         saturated = torch.zeros(M, dtype=torch.long, device=dev)
-        # The first layer sees the same examples for every model: one [c, n_in] x [n_in, M*n_out] matmul.
-        w1 = self.W[0].permute(1, 0, 2).reshape(self.cfg.sizes[0], -1)  # columns in internal model order
-        b1 = self._per_model(self.b[0])
+        w0 = self.W[0].transpose(1, 2).reshape(-1, self.cfg.sizes[0])  # [M n_1, n_in], rows in internal order
+        b0 = self.b[0].reshape(-1, 1)
         for xc, yc in zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK)):
             xc, yc = xc.to(dev, dt), yc.to(dev)
-            z = (xc @ w1).view(len(xc), M, -1).transpose(0, 1) + b1
+            z = torch.addmm(b0, w0, xc.T).view(M, -1, len(xc))
             for l in range(1, self.L):
-                z = torch.baddbmm(self.b[l], torch.sigmoid(z), self.W[l])
+                z = torch.baddbmm(self.b[l].transpose(1, 2), self.W[l].transpose(1, 2), z.sigmoid_())
+            z = z.transpose(1, 2)  # [M, c, n_L], a view
             y1h = torch.nn.functional.one_hot(yc, self.cfg.sizes[-1]).to(dt)
             correct += (Pair.predict(z) == yc).sum(1)
-            per_group = cost.view(self.S, self.G)
+            z = z.view(S, G, len(xc), -1)
             for pair, view in self.pair_views:
-                per_group[view] += pair.cost_fn(z.view(self.S, self.G, len(xc), -1)[view], y1h).sum(-1)
-            saturated += (sigmoid_prime(z) < SATURATED).flatten(1).sum(1)
+                cost.view(S, G)[view] += pair.cost_fn(z[view], y1h).sum(-1)
+                if pair.activation == "sigmoid":  # test_saturated is reported for sigmoid outputs only
+                    saturated.view(S, G)[view] += (sigmoid_prime(z[view]) < SATURATED).sum((-2, -1))
         n = len(x)
         return ((correct.double() / n).cpu().numpy(), (cost.double() / n).cpu().numpy(),
                 (saturated.double() / (n * self.cfg.sizes[-1])).cpu().numpy())

@@ -166,8 +166,12 @@ class Pair:
 
     @staticmethod
     def predict(z: Tensor) -> Tensor:
-        """The predicted class: every activation here is monotone, so argmax a = argmax z."""
-        return z.argmax(-1)
+        """The predicted class: every activation here is monotone, so argmax a = argmax z.
+
+        Ties go to the first class, as with argmax; max's indices are 4x faster on the CPU
+        (measured: 10 against 42 ms for [160, 2000, 10] with classes not innermost).
+        """
+        return z.max(-1).indices
 
 
 def _pair(name, activation, cost, delta_formula, equations, activate, cost_fn, delta_fn) -> Pair:
