@@ -43,7 +43,6 @@ torch.set_flush_denormal(True)
 
 INITS = ("large", "default")
 WINDOW = 16  # CPU: steps whose first-layer work is blocked together (_window)
-BLOCK = 4  # steps whose corrections to the later steps of their window are one matmul (_window)
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
 EVAL_CHUNK = 2000  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width
 SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| > 4.6
@@ -244,10 +243,7 @@ class Ensemble:
         out = new(K, self.M, B, self.cfg.sizes[-1])  # the output z
         for k in range(K):
             rows = slice(k * B, (k + 1) * B)
-            first = k - k % BLOCK  # the first step of k's block; earlier blocks are already in in0
-            z = in0[:, rows]
-            if k > first:
-                z = torch.baddbmm(z, corr[:, rows, first * B:k * B], scaled[:, first * B:k * B])
+            z = torch.baddbmm(in0[:, rows], corr[:, rows, :k * B], scaled[:, :k * B]) if k else in0[:, rows]
             if l2:
                 z = torch.addcmul(self.b[0], z, powers[k])
             acts[0][k].view(S, self.G, B, H).copy_(z.sigmoid_().view(S, B, self.G, H).transpose(1, 2))
@@ -255,16 +251,13 @@ class Ensemble:
             if l2:
                 self.b[0].add_(e[:, rows].sum(1, keepdim=True))
                 torch.div(e[:, rows], powers[k + 1], out=scaled[:, rows])
-            if k % BLOCK == BLOCK - 1:  # the block's corrections to all later steps: one larger matmul
-                block, later = slice(first * B, (k + 1) * B), slice((k + 1) * B, None)
-                in0[:, later].baddbmm_(corr[:, later, block], scaled[:, block])
         if l2:  # W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j
             e_decayed = e.view(S, K, B, -1) * powers[:K].flip(0).transpose(0, 1)
             self.W[0].mul_(powers[K]).baddbmm_(x.transpose(1, 2), e_decayed.view(S, K * B, -1))
         else:
             self.W[0].baddbmm_(x.transpose(1, 2), e)
             self.b[0].add_(e.sum(1, keepdim=True))
-        self._add_window_metrics(gram, e / step0, y, acts, deltas, out)  # e / step0: layer 0's deltas
+        self._add_window_metrics(gram, e, step, y, acts, deltas, out)
 
     def _window_inputs(self, batches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The window's images x [S, K B, n_in], their Gram x x^T [S, K B, K B] and one-hot targets
@@ -317,14 +310,14 @@ class Ensemble:
         else:
             torch.cat(parts, out=out)
 
-    def _add_window_metrics(self, gram: torch.Tensor, delta0: torch.Tensor, y: torch.Tensor, acts: list,
-                            deltas: list, out: torch.Tensor):
+    def _add_window_metrics(self, gram: torch.Tensor, e: torch.Tensor, step: torch.Tensor, y: torch.Tensor,
+                            acts: list, deltas: list, out: torch.Tensor):
         """Add the window's per-step costs and gradient norms to cost_sum and grad_sum.
 
-        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step. For layer 0,
-        |A^T D|_F^2 = sum_ij (A A^T)_ij (d_i . d_j) with A A^T a diagonal block of the window's
-        Gram, shared by a group's G models: [B, B] x [B, G n_1] per group and step instead of a
-        pass over W0's size. Later layers are small enough to form A^T D.
+        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step. For layer 0, whose deltas
+        come as e = -(eta/m) delta0, |A^T D|_F^2 = sum_ij (A A^T)_ij (d_i . d_j) with A A^T a
+        diagonal block of the window's Gram, shared by a group's G models: [B, B] x [B, G n_1] per
+        group and step instead of a pass over W0's size. Later layers are small enough to form A^T D.
         """
         K, M, B = out.shape[:3]
         S, G = self.S, self.G
@@ -332,19 +325,19 @@ class Ensemble:
         cost = self.cost_sum.view(S, G)
         for pair, (view,) in self.pair_views:
             cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
-        per_model = functools.partial(self._steps_per_model, K=K)
         gram_x = gram.view(S, K, B, K, B).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [S, K, B, B]
-        d0 = delta0.view(S, K, B, -1)
-        sq_w = (gram_x @ d0 * d0).sum(2)
-        self._add_grad_norms(0, per_model(d0.sum(2).square_()), per_model(sq_w), B)
+        e = e.view(S, K, B, -1)
+        per_model = functools.partial(self._steps_per_model, K=K, scale=step.view(1, M).square())
+        self._add_grad_norms(0, per_model(e.sum(2).square_()), per_model((gram_x @ e * e).sum(2)), B)
         for l in range(1, self.L):
             a, d = acts[l - 1], deltas[l - 1]  # [K, M, B, n]
             sq_w = (a.transpose(-1, -2) @ d).square_().sum((-2, -1))
             self._add_grad_norms(l, d.sum(2).square_().sum(-1), sq_w, B)
 
-    def _steps_per_model(self, t: torch.Tensor, K: int) -> torch.Tensor:
-        """[S, K, G n_1] (layer 0's group layout, per step) -> [K, M], summed over each model's n_1 columns."""
-        return t.view(self.S, K, self.G, -1).sum(-1).transpose(0, 1).reshape(K, self.M)
+    def _steps_per_model(self, t: torch.Tensor, K: int, scale: torch.Tensor) -> torch.Tensor:
+        """[S, K, G n_1] (layer 0's group layout, per step) -> [K, M]: summed over each model's n_1
+        columns and divided by scale [1, M]."""
+        return t.view(self.S, K, self.G, -1).sum(-1).transpose(0, 1).reshape(K, self.M) / scale
 
     def _add_grad_norms(self, l: int, sq_b: torch.Tensor, sq_w: torch.Tensor, B: int):
         """grad_sum[2l], [2l+1] += the steps' |grad_b|, |grad_W|, from |B grad|^2 given as [K, M]."""
