@@ -157,6 +157,7 @@ class Ensemble:
         seeds = list(dict.fromkeys(group_seeds))
         self._seed_group = torch.tensor([group_seeds.index(s) for s in seeds], device=self.device)  # one group per seed
         self._group_seed = torch.tensor([seeds.index(s) for s in group_seeds], device=self.device)  # each group's seed
+        self._seed_blocks = self._group_seed.tolist() == list(range(len(seeds))) * (self.S // len(seeds))
         self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
                            for p in dict.fromkeys(group_pairs)]
 
@@ -225,11 +226,13 @@ class Ensemble:
         """
         K, S, B = batches.shape
         l2, H = self.cfg.l2, self.cfg.sizes[1]
-        x, gram, y = self._window_inputs(batches)
+        blocks, gram, y = self._window_inputs(batches)
         step = self.neg_lr / B  # -eta/m, and 0 for a frozen model
         step0 = self._per_group(step.expand(-1, 1, H))  # the same per column of layer 0's group layout
         decay = 1 + step * B * l2 / self.n  # c, 1 without L2 or once frozen
-        in0 = torch.bmm(x, self.W[0]) if l2 else torch.baddbmm(self.b[0], x, self.W[0])  # [S, K B, G n_1]
+        in0 = torch.empty(S, K * B, self.W[0].shape[-1], dtype=self.W[0].dtype, device=self.device)
+        for x, groups in blocks:  # x_k W0(t) (+ b0(t)) for every step k, [S, K B, G n_1]
+            torch.baddbmm(self.b[0][groups], x, self.W[0][groups], beta=0 if l2 else 1, out=in0[groups])
         corr = gram if l2 else gram + 1
         e = torch.empty_like(in0)  # e_k = -(eta/m) delta0_k, step k at rows k B .. (k+1) B
         if l2:
@@ -252,17 +255,24 @@ class Ensemble:
                 self.b[0].add_(e[:, rows].sum(1, keepdim=True))
                 torch.div(e[:, rows], powers[k + 1], out=scaled[:, rows])
         if l2:  # W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j
-            e_decayed = e.view(S, K, B, -1) * powers[:K].flip(0).transpose(0, 1)
-            self.W[0].mul_(powers[K]).baddbmm_(x.transpose(1, 2), e_decayed.view(S, K * B, -1))
+            self.W[0].mul_(powers[K])
+            update = (e.view(S, K, B, -1) * powers[:K].flip(0).transpose(0, 1)).view(S, K * B, -1)
         else:
-            self.W[0].baddbmm_(x.transpose(1, 2), e)
             self.b[0].add_(e.sum(1, keepdim=True))
+            update = e
+        for x, groups in blocks:
+            self.W[0][groups].baddbmm_(x.transpose(1, 2), update[groups])
         self._add_window_metrics(gram, e, step, y, acts, deltas, out)
 
-    def _window_inputs(self, batches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The window's images x [S, K B, n_in], their Gram x x^T [S, K B, K B] and one-hot targets
-        [K, S, 1, B, n_L], per group. Groups that share a seed share their batch order, so the
-        gather and the Gram run once per seed (the sweep's 20 groups hold 5 seeds)."""
+    def _window_inputs(self, batches: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """The window's images as (x [groups, K B, n_in], groups) blocks covering the S groups (see
+        below), their Gram x x^T [S, K B, K B] and one-hot targets [K, S, 1, B, n_L], per group.
+
+        Groups that share a seed share their batch order, so the gather and the Gram run once per
+        seed (the sweep's 20 groups hold 5 seeds). When the groups are blocks of the same seeds in
+        the same order (a grid's pairs), each block uses the seeds' images as they are; else they
+        are copied to one row per group.
+        """
         K, S, B = batches.shape
         seeds = len(self._seed_group)
         rows = batches[:, self._seed_group].transpose(0, 1).reshape(-1)  # seed-major, then step
@@ -270,8 +280,12 @@ class Ensemble:
         gram = torch.bmm(x, x.transpose(1, 2))
         y = self.train_y1h.index_select(0, rows).view(seeds, K, 1, B, -1)
         if seeds < S:
-            x, gram, y = (t.index_select(0, self._group_seed) for t in (x, gram, y))
-        return x, gram, y.transpose(0, 1)
+            gram, y = (t.index_select(0, self._group_seed) for t in (gram, y))
+        if self._seed_blocks:
+            blocks = [(x, slice(start, start + seeds)) for start in range(0, S, seeds)]
+        else:
+            blocks = [(x.index_select(0, self._group_seed), slice(None))]
+        return blocks, gram, y.transpose(0, 1)
 
     def _per_model_step(self, acts: list, deltas: list, out: torch.Tensor, k: int, y: torch.Tensor, step, decay,
                         e0: torch.Tensor):
