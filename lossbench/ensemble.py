@@ -24,6 +24,7 @@ replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
 import functools
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,91 +88,10 @@ def init_params(seed: int, sizes: tuple[int, ...], init: str, generator: torch.G
     return params
 
 
-class Ensemble:
-    """M networks of the same sizes, trained in lockstep; each has its own pair, eta and seed.
-
-    Models that share a seed share their initialization and their batch order,
-    so the first layer, which sees the raw images, runs once per group of models
-    with the same pair and seed (typically: the learning rates of a grid): W[0]
-    is stored as [S, n_in, G * n_1] for S groups of G models (one gather and one
-    wide matmul per group instead of G narrow ones). Later layers see different
-    activations per model and are stored per model, [M, n_in, n_out]. Internally
-    models are ordered by group, so each pair's models are one view of any
-    [M, ...] tensor; `params()`, the metrics and `diverged_epoch` come back in
-    the order of `specs`.
-    """
-
-    def __init__(self, specs: list[RunSpec], cfg: TrainConfig, data: "Split"):
-        if not specs:
-            raise ValueError("an ensemble needs at least one RunSpec")
-        n = data.train_x.shape[0]
-        if not 1 <= cfg.batch_size <= n:
-            raise ValueError(f"batch_size {cfg.batch_size} must be in 1..{n} (the training set size)")
-        bad = [s.lr for s in specs if not 0 < s.lr < math.inf]
-        if bad:  # a step's deltas are kept scaled by -eta/m (see _window): eta = 0 would lose them
-            raise ValueError(f"learning rates must be finite and > 0, got {bad[0]}")
-        self.specs, self.cfg, self.data = list(specs), cfg, data
-        self.device = torch.device(cfg.device)
-        self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
-        dt, dev = cfg.dtype, self.device
-        self._layout(specs)
-        group_seeds = [specs[i].seed for i in self.order[:: self.G]]
-        self.generators = [torch.Generator().manual_seed(seed) for seed in group_seeds]
-        group_params = [init_params(seed, cfg.sizes, cfg.init, g) for seed, g in zip(group_seeds, self.generators)]
-        per_model = [p for p in group_params for _ in range(self.G)]
-        self.W = [torch.stack([p[l][0] for p in per_model]).to(dev, dt) for l in range(self.L)]
-        self.b = [torch.stack([p[l][1] for p in per_model]).to(dev, dt) for l in range(self.L)]
-        self.W[0], self.b[0] = self._per_group(self.W[0]), self._per_group(self.b[0])
-        self.lr = torch.tensor([specs[i].lr for i in self.order], dtype=dt, device=dev).view(-1, 1, 1)
-        self._sigmoid_output = np.array([PAIRS[specs[i].pair].activation == "sigmoid" for i in self.order])
-        self.neg_lr = -self.lr  # -eta, and 0 once a model diverged: frozen (updated in place, see _freeze)
-        self.epoch = 0
-        self._diverged = np.zeros(self.M, dtype=np.int64)  # internal order
-        self.train_x = data.train_x.to(dev, dt)
-        self.train_y1h = torch.nn.functional.one_hot(data.train_y.to(dev), cfg.sizes[-1]).to(dt)
-        # Running sums over an epoch's steps: cost, and |grad_b|, |grad_W| per layer.
-        self.cost_sum = torch.zeros(self.M, dtype=dt, device=dev)
-        self.grad_sum = torch.zeros(2 * self.L, self.M, dtype=dt, device=dev)
-        self._graphs: dict[int, tuple] = {}
-        self.window = self._window_steps()
-
-    # --- layouts ------------------------------------------------------------
-    def _layout(self, specs: list[RunSpec]):
-        """Choose the internal order, the groups (S x G) and each pair's view of the model axis.
-
-        Models are ordered by (pair, seed, lr). Models of one pair that share a seed form a
-        group; when all groups have the same size, they share the first layer (G = group
-        size), else each model is its own group (G = 1). Grouping by pair as well as seed
-        keeps a group's matmul shape the same whichever other pairs share the ensemble (jobs
-        split by pair merged bit-identically in float64), and each pair's models are a range
-        of groups: the view [S, G, ...][a:b].
-        """
-        self.order = np.array(sorted(range(self.M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
-        keys = [(specs[i].pair, specs[i].seed) for i in self.order]
-        sizes = [len(list(g)) for _, g in itertools.groupby(keys)]
-        self.G = sizes[0] if len(set(sizes)) == 1 else 1
-        self.S = self.M // self.G
-        group_pairs = [pair for pair, _ in keys[:: self.G]]
-        # groups that share a seed share their batch order: one row of images per seed (_window_inputs)
-        group_seeds = [seed for _, seed in keys[:: self.G]]
-        seeds = list(dict.fromkeys(group_seeds))
-        self._seed_group = torch.tensor([group_seeds.index(s) for s in seeds], device=self.device)  # one group per seed
-        self._group_seed = torch.tensor([seeds.index(s) for s in group_seeds], device=self.device)  # each group's seed
-        self._seed_blocks = self._group_seed.tolist() == list(range(len(seeds))) * (self.S // len(seeds))
-        self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
-                           for p in dict.fromkeys(group_pairs)]
-
-    def _window_steps(self) -> int:
-        """Steps per window (see _window): WINDOW on the CPU, 1 (no blocking) on CUDA, where it is unmeasured.
-
-        With L2 the window's corrections scale deltas by c^-(k+1), c = 1 - eta lambda / n; a
-        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.84) would leave the float
-        range, so such ensembles run one step at a time.
-        """
-        if self.device.type != "cpu":
-            return 1
-        decay = (1 - self.lr * self.cfg.l2 / self.n).abs().min().item()
-        return WINDOW if decay ** (WINDOW - 1) >= 1e-6 else 1
+class _Core:
+    """The training core of an Ensemble, or of a shard of one (a range of its groups): layouts, and
+    windows of SGD steps. Holds the attributes the methods below read: cfg, n, L, G, S, M, device,
+    W, b, neg_lr, cost_sum, grad_sum, train_x, train_y1h and the group layout."""
 
     def _per_model(self, t: torch.Tensor) -> torch.Tensor:
         """[S, X, G * n] (group layout) -> [M, X, n]."""
@@ -183,31 +103,24 @@ class Ensemble:
         _, X, n = t.shape
         return t.view(self.S, self.G, X, n).transpose(1, 2).reshape(self.S, X, self.G * n)
 
-    def _to_spec_order(self, v: np.ndarray) -> np.ndarray:
-        out = np.empty_like(v)
-        out[self.order] = v
-        return out
-
-    @property
-    def diverged_epoch(self) -> np.ndarray:
-        """Per model (spec order): 0 if it never diverged, else the epoch its parameters or cost stopped being finite."""
-        return self._to_spec_order(self._diverged)
-
-    def model_rows(self) -> torch.Tensor:
-        """[M] (spec order): each model's row in the [..., S, B] batches of run_steps, its group's."""
-        return torch.from_numpy(np.argsort(self.order) // self.G)
-
-    def params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(W [M, n_in, n_out], b [M, 1, n_out]) per layer], in spec order, on the CPU."""
-        inv = torch.from_numpy(np.argsort(self.order))
-        layers = [(self._per_model(self.W[0]), self._per_model(self.b[0]))] + list(zip(self.W[1:], self.b[1:]))
-        return [(w.cpu()[inv], b.cpu()[inv]) for w, b in layers]
+    def _set_group_layout(self, keys: list[tuple[str, int]]):
+        """Each pair's view of the groups (pairs are ranges of groups) and the groups' seeds, from the
+        (pair, seed) of each group. Groups that share a seed share their batch order: one row of
+        images per seed (_window_inputs)."""
+        group_pairs = [pair for pair, _ in keys]
+        self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
+                           for p in dict.fromkeys(group_pairs)]
+        group_seeds = [seed for _, seed in keys]
+        seeds = list(dict.fromkeys(group_seeds))
+        self._seed_group = torch.tensor([group_seeds.index(s) for s in seeds], device=self.device)  # one group per seed
+        self._group_seed = torch.tensor([seeds.index(s) for s in group_seeds], device=self.device)  # each group's seed
+        self._seed_blocks = self._group_seed.tolist() == list(range(len(seeds))) * (len(keys) // len(seeds))
 
     # --- windows of SGD steps ------------------------------------------------
-    def _run_windows(self, batches: torch.Tensor):
-        """Steps for batches [steps, S, B], in windows of self.window steps from the first."""
-        for start in range(0, len(batches), self.window):
-            self._window(batches[start:start + self.window])
+    def _train(self, batches: torch.Tensor, window: int):
+        """Steps for batches [steps, S, B], in windows of `window` steps from the first."""
+        for start in range(0, len(batches), window):
+            self._window(batches[start:start + window])
 
     def _window(self, batches: torch.Tensor):
         """K mini-batch steps for every model; batches [K, S, B] index the training set, one row per group.
@@ -358,6 +271,130 @@ class Ensemble:
         self.grad_sum[2 * l] += sq_b.clamp_(min=0).sqrt_().sum(0) / B
         self.grad_sum[2 * l + 1] += sq_w.clamp_(min=0).sqrt_().sum(0) / B
 
+
+class _Shard(_Core):
+    """A contiguous range of an Ensemble's groups, trained on its own: views of the Ensemble's
+    parameters, learning rates and metric sums, and the layout of its own groups. On the CPU an
+    Ensemble trains its shards in parallel threads (Ensemble.run_steps)."""
+
+    def __init__(self, ensemble: "Ensemble", groups: slice):
+        models = slice(groups.start * ensemble.G, groups.stop * ensemble.G)
+        self.cfg, self.n, self.L, self.G, self.device = ensemble.cfg, ensemble.n, ensemble.L, ensemble.G, ensemble.device
+        self.groups, self.S, self.M = groups, groups.stop - groups.start, models.stop - models.start
+        self.W = [ensemble.W[0][groups]] + [w[models] for w in ensemble.W[1:]]
+        self.b = [ensemble.b[0][groups]] + [b[models] for b in ensemble.b[1:]]
+        self.neg_lr, self.cost_sum = ensemble.neg_lr[models], ensemble.cost_sum[models]
+        self.grad_sum = ensemble.grad_sum[:, models]
+        self.train_x, self.train_y1h = ensemble.train_x, ensemble.train_y1h
+        self._set_group_layout(ensemble.group_keys[groups])
+
+
+class Ensemble(_Core):
+    """M networks of the same sizes, trained in lockstep; each has its own pair, eta and seed.
+
+    Models that share a seed share their initialization and their batch order,
+    so the first layer, which sees the raw images, runs once per group of models
+    with the same pair and seed (typically: the learning rates of a grid): W[0]
+    is stored as [S, n_in, G * n_1] for S groups of G models (one gather and one
+    wide matmul per group instead of G narrow ones). Later layers see different
+    activations per model and are stored per model, [M, n_in, n_out]. Internally
+    models are ordered by group, so each pair's models are one view of any
+    [M, ...] tensor; `params()`, the metrics and `diverged_epoch` come back in
+    the order of `specs`.
+    """
+
+    def __init__(self, specs: list[RunSpec], cfg: TrainConfig, data: "Split"):
+        if not specs:
+            raise ValueError("an ensemble needs at least one RunSpec")
+        n = data.train_x.shape[0]
+        if not 1 <= cfg.batch_size <= n:
+            raise ValueError(f"batch_size {cfg.batch_size} must be in 1..{n} (the training set size)")
+        bad = [s.lr for s in specs if not 0 < s.lr < math.inf]
+        if bad:  # a step's deltas are kept scaled by -eta/m (see _window): eta = 0 would lose them
+            raise ValueError(f"learning rates must be finite and > 0, got {bad[0]}")
+        self.specs, self.cfg, self.data = list(specs), cfg, data
+        self.device = torch.device(cfg.device)
+        self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
+        dt, dev = cfg.dtype, self.device
+        self._layout(specs)
+        group_seeds = [specs[i].seed for i in self.order[:: self.G]]
+        self.generators = [torch.Generator().manual_seed(seed) for seed in group_seeds]
+        group_params = [init_params(seed, cfg.sizes, cfg.init, g) for seed, g in zip(group_seeds, self.generators)]
+        per_model = [p for p in group_params for _ in range(self.G)]
+        self.W = [torch.stack([p[l][0] for p in per_model]).to(dev, dt) for l in range(self.L)]
+        self.b = [torch.stack([p[l][1] for p in per_model]).to(dev, dt) for l in range(self.L)]
+        self.W[0], self.b[0] = self._per_group(self.W[0]), self._per_group(self.b[0])
+        self.lr = torch.tensor([specs[i].lr for i in self.order], dtype=dt, device=dev).view(-1, 1, 1)
+        self._sigmoid_output = np.array([PAIRS[specs[i].pair].activation == "sigmoid" for i in self.order])
+        self.neg_lr = -self.lr  # -eta, and 0 once a model diverged: frozen (updated in place, see _freeze)
+        self.epoch = 0
+        self._diverged = np.zeros(self.M, dtype=np.int64)  # internal order
+        self.train_x = data.train_x.to(dev, dt)
+        self.train_y1h = torch.nn.functional.one_hot(data.train_y.to(dev), cfg.sizes[-1]).to(dt)
+        # Running sums over an epoch's steps: cost, and |grad_b|, |grad_W| per layer.
+        self.cost_sum = torch.zeros(self.M, dtype=dt, device=dev)
+        self.grad_sum = torch.zeros(2 * self.L, self.M, dtype=dt, device=dev)
+        self._graphs: dict[int, tuple] = {}
+        self.window = self._window_steps()
+        self.shards = [_Shard(self, groups) for groups in self._shard_ranges()]
+
+    # --- layouts ------------------------------------------------------------
+    def _layout(self, specs: list[RunSpec]):
+        """Choose the internal order, the groups (S x G) and each pair's view of the model axis.
+
+        Models are ordered by (pair, seed, lr). Models of one pair that share a seed form a
+        group; when all groups have the same size, they share the first layer (G = group
+        size), else each model is its own group (G = 1). Grouping by pair as well as seed
+        keeps a group's matmul shape the same whichever other pairs share the ensemble (jobs
+        split by pair merged bit-identically in float64), and each pair's models are a range
+        of groups: the view [S, G, ...][a:b].
+        """
+        self.order = np.array(sorted(range(self.M), key=lambda i: (specs[i].pair, specs[i].seed, specs[i].lr, i)))
+        keys = [(specs[i].pair, specs[i].seed) for i in self.order]
+        sizes = [len(list(g)) for _, g in itertools.groupby(keys)]
+        self.G = sizes[0] if len(set(sizes)) == 1 else 1
+        self.S = self.M // self.G
+        self.group_keys = keys[:: self.G]  # (pair, seed) of each group
+        self._set_group_layout(self.group_keys)
+
+    def _window_steps(self) -> int:
+        """Steps per window (see _window): WINDOW on the CPU, 1 (no blocking) on CUDA, where it is unmeasured.
+
+        With L2 the window's corrections scale deltas by c^-(k+1), c = 1 - eta lambda / n; a
+        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.84) would leave the float
+        range, so such ensembles run one step at a time.
+        """
+        if self.device.type != "cpu":
+            return 1
+        decay = (1 - self.lr * self.cfg.l2 / self.n).abs().min().item()
+        return WINDOW if decay ** (WINDOW - 1) >= 1e-6 else 1
+
+    def _shard_ranges(self) -> list[slice]:
+        """On the CPU, as many contiguous ranges of groups as torch has threads (at most S); one on CUDA."""
+        shards = min(torch.get_num_threads(), self.S) if self.device.type == "cpu" else 1
+        bounds = [round(i * self.S / shards) for i in range(shards + 1)]
+        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+    def _to_spec_order(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty_like(v)
+        out[self.order] = v
+        return out
+
+    @property
+    def diverged_epoch(self) -> np.ndarray:
+        """Per model (spec order): 0 if it never diverged, else the epoch its parameters or cost stopped being finite."""
+        return self._to_spec_order(self._diverged)
+
+    def model_rows(self) -> torch.Tensor:
+        """[M] (spec order): each model's row in the [..., S, B] batches of run_steps, its group's."""
+        return torch.from_numpy(np.argsort(self.order) // self.G)
+
+    def params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W [M, n_in, n_out], b [M, 1, n_out]) per layer], in spec order, on the CPU."""
+        inv = torch.from_numpy(np.argsort(self.order))
+        layers = [(self._per_model(self.W[0]), self._per_model(self.b[0]))] + list(zip(self.W[1:], self.b[1:]))
+        return [(w.cpu()[inv], b.cpu()[inv]) for w, b in layers]
+
     # --- one epoch ----------------------------------------------------------
     def next_epoch_batches(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next epoch's mini-batches, drawn from each group's generator (one permutation per epoch).
@@ -400,6 +437,27 @@ class Ensemble:
             self._run_graphed(batches)
         else:
             self._run_windows(batches)
+
+    def _run_windows(self, batches: torch.Tensor):
+        """Steps for batches [steps, S, B]: each shard runs its own windows in its own thread, with one torch
+        thread each.
+
+        A step is some 60 small ops; run by one thread pool, each op ends in a barrier of all its
+        threads, and on a shared machine one descheduled thread stalls every op (measured under
+        load on 2 cpus: 8.6 ms a step against 2.4 ms as two shards in two threads). Shards share no
+        data, so their threads meet once per call, at the end.
+        """
+        if len(self.shards) == 1:
+            self.shards[0]._train(batches, self.window)
+            return
+        threads = torch.get_num_threads()
+        try:  # torch.set_num_threads sets the calling thread's OpenMP pool size, and MKL's for the process
+            with ThreadPoolExecutor(len(self.shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for done in [pool.submit(shard._train, batches[:, shard.groups], self.window)
+                             for shard in self.shards]:
+                    done.result()
+        finally:
+            torch.set_num_threads(threads)
 
     def _run_graphed(self, batches: torch.Tensor):
         """Replay the steps from CUDA graphs of GRAPH_STEPS steps each; the rest runs eagerly."""

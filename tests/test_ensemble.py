@@ -104,6 +104,31 @@ def test_next_epoch_batches_are_what_train_epoch_trains_on():
         assert torch.equal(w, w1) and torch.equal(b, b1)
 
 
+@pytest.fixture
+def two_torch_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(two_torch_threads):
+    """On the CPU the groups are cut into one shard per torch thread, each trained in a thread of its own with
+    one torch thread; those threads inherit the flush-to-zero mode that importing lossbench.ensemble set."""
+    data = synthetic_split(40)
+    specs = [RunSpec("sigmoid_ce", 0.5, seed) for seed in range(5)]
+    ens = Ensemble(specs, TrainConfig(sizes=(784, 4, 10)), data)
+    assert [(shard.groups.start, shard.groups.stop) for shard in ens.shards] == [(0, 2), (2, 5)]
+    seen = []
+    tiny = torch.finfo(torch.float32).tiny
+    for shard in ens.shards:
+        shard._train = lambda batches, window: seen.append(
+            (batches.shape[1], torch.get_num_threads(), bool(torch.tensor(4 * tiny) / 8 == 0)))
+    ens.run_steps(ens.next_epoch_batches()[0])
+    assert sorted(seen) == [(2, 1, True), (3, 1, True)]
+    assert torch.get_num_threads() == 2
+
+
 def test_learning_rates_must_be_positive():
     data = synthetic_split(20)
     with pytest.raises(ValueError, match="finite and > 0"):
