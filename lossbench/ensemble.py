@@ -3,7 +3,7 @@
     python -m lossbench bench
 
 Model m has weights W[l][m] of shape [n_in, n_out] and biases b[l][m] of shape
-[1, n_out]; one step is a handful of batched matmuls over all M models. Each
+[1, n_out]; one step is a few dozen batched ops over all M models. Each
 model has its own learning rate and its own seed, and the seed alone fixes its
 initialization and its per-epoch shuffling (a torch.Generator per model), so a
 model's numbers do not depend on which other models share its ensemble, up to
@@ -16,9 +16,13 @@ backward), delta^{l-1} = (delta^l W^l^T) * sigma'(z^{l-1}) (BP2), and the update
 w <- (1 - eta lambda / n) w - (eta / m) sum_x a_x^T delta_x (ch. 3 eq. 93),
 b <- b - (eta / m) sum_x delta_x (eq. 94). Hidden layers are sigmoid.
 
+On the CPU, steps run in windows of WINDOW steps whose first-layer work is
+blocked: the same SGD, rounding aside (_Core._window); and the groups of models
+are cut into shards, one per torch thread, each trained in a thread of its own
+(Ensemble._run_windows). docs/cpu_core.md has the measurements behind both.
 Metrics are accumulated in device tensors during the epoch and read back once
-at its end: no host synchronisation per step. On CUDA the epoch's steps are
-replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
+at its end: no host synchronisation per step. On CUDA the epoch's steps run
+one at a time, replayed from CUDA graphs, one graph per `GRAPH_STEPS` steps.
 """
 
 import functools
