@@ -245,10 +245,11 @@ class _Core:
                             acts: list, deltas: list, out: torch.Tensor):
         """Add the window's per-step costs and gradient norms to cost_sum and grad_sum.
 
-        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step. For layer 0, whose deltas
-        come as e = -(eta/m) delta0, |A^T D|_F^2 = sum_ij (A A^T)_ij (d_i . d_j) with A A^T a
-        diagonal block of the window's Gram, shared by a group's G models: [B, B] x [B, G n_1] per
-        group and step instead of a pass over W0's size. Later layers are small enough to form A^T D.
+        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step; |A^T D|_F^2 = sum((A A^T) o (D D^T)):
+        [B, B] Grams instead of a pass over W's size. For layer 0, whose deltas come as
+        e = -(eta/m) delta0, A A^T is a diagonal block of the window's Gram, shared by a group's
+        G models. (Measured on 784-100-10, 160 models, one thread: 8.7 ms a window of 16 steps, against
+        15.5 with A^T D for layer 1 and sum((A A^T) e o e) for layer 0.)
         """
         K, M, B = out.shape[:3]
         S, G = self.S, self.G
@@ -257,18 +258,16 @@ class _Core:
         for pair, (view,) in self.pair_views:
             cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
         gram_x = gram.view(S, K, B, K, B).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [S, K, B, B]
-        e = e.view(S, K, B, -1)
-        per_model = functools.partial(self._steps_per_model, K=K, scale=step.view(1, M).square())
-        self._add_grad_norms(0, per_model(e.sum(2).square_()), per_model((gram_x @ e * e).sum(2)), B)
+        e = e.view(S, K, B, G, -1)
+        e_models = e.permute(0, 3, 1, 2, 4).contiguous()  # [S, G, K, B, n_1]
+        sq_w = (gram_x.unsqueeze(1) * (e_models @ e_models.transpose(-1, -2))).sum((-2, -1))  # [S, G, K]
+        sq_b = e.sum(2).square_().sum(-1).transpose(1, 2)  # [S, G, K]
+        scale = step.view(M, 1).square()  # e = -(eta/m) delta: the norms of delta
+        self._add_grad_norms(0, (sq_b.reshape(M, K) / scale).t(), (sq_w.reshape(M, K) / scale).t(), B)
         for l in range(1, self.L):
             a, d = acts[l - 1], deltas[l - 1]  # [K, M, B, n]
-            sq_w = (a.transpose(-1, -2) @ d).square_().sum((-2, -1))
+            sq_w = (a @ a.transpose(-1, -2) * (d @ d.transpose(-1, -2))).sum((-2, -1))
             self._add_grad_norms(l, d.sum(2).square_().sum(-1), sq_w, B)
-
-    def _steps_per_model(self, t: torch.Tensor, K: int, scale: torch.Tensor) -> torch.Tensor:
-        """[S, K, G n_1] (layer 0's group layout, per step) -> [K, M]: summed over each model's n_1
-        columns and divided by scale [1, M]."""
-        return t.view(self.S, K, self.G, -1).sum(-1).transpose(0, 1).reshape(K, self.M) / scale
 
     def _add_grad_norms(self, l: int, sq_b: torch.Tensor, sq_w: torch.Tensor, B: int):
         """grad_sum[2l], [2l+1] += the steps' |grad_b|, |grad_W|, from |B grad|^2 given as [K, M]."""
