@@ -49,7 +49,7 @@ torch.set_flush_denormal(True)
 INITS = ("large", "default")
 WINDOW = 16  # CPU: steps whose first-layer work is blocked together (_window)
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
-EVAL_CHUNK = 2000  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width
+EVAL_CHUNK = 500  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width (500 measured 6-10% faster than 2000)
 SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| > 4.6
 
 
