@@ -605,7 +605,8 @@ def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
               f"(same device) and the book's NumPy's (cpu), same shape; x torch_func / x jax: over the peer's "
               f"(lossbench.peers: the sweep's runs through torch.func and JAX; JAX uses XLA's own thread pool).",
               "flush: denormals flushed to 0 by no thread, by the main thread only (torch.set_flush_denormal "
-              "called once the OpenMP threads run), or by all threads (lossbench: set on import); denormals: "
+              "called once the OpenMP threads run; the Ensemble's shard threads inherit the main thread's mode), "
+              "or by all threads (lossbench: set on import); denormals: "
               "their share among the results of one window of steps; trained: steps trained before the timing.",
               f"target: issue 8's, for {TARGET_MODELS} models. Load (1 min, this run included) over the rows: "
               f"{frame.load1.min():.2f}..{frame.load1.max():.2f} on {os.cpu_count()} cpus; other processes took "

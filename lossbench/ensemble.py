@@ -364,7 +364,7 @@ class Ensemble(_Core):
         """Steps per window (see _window): WINDOW on the CPU, 1 (no blocking) on CUDA, where it is unmeasured.
 
         With L2 the window's corrections scale deltas by c^-(k+1), c = 1 - eta lambda / n; a
-        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.84) would leave the float
+        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.6) could leave the float
         range, so such ensembles run one step at a time.
         """
         if self.device.type != "cpu":
