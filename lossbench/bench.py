@@ -329,8 +329,10 @@ def flush_child(params: dict) -> dict:
     batches = [batch_indices(e, trained + e.window + s.warmup + s.repeat * s.steps) for e in ensembles]
     for e, b in zip(ensembles, batches):
         e.run_steps(b[:trained])
+        torch.set_num_threads(1)  # one shard, in this thread: a dispatch mode sees only its own thread's ops
         with counter:  # one window of steps (Ensemble.window)
             e.run_steps(b[trained:trained + e.window])
+        torch.set_num_threads(params["threads"])
         e.run_steps(b[trained + e.window:trained + e.window + s.warmup])
     first = trained + max(e.window for e in ensembles) + s.warmup
     windows = [sum(_seconds(lambda: e.run_steps(b[start:start + s.steps]), cpu) for e, b in zip(ensembles, batches))

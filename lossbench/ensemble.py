@@ -145,7 +145,6 @@ class _Core:
         l2, H = self.cfg.l2, self.cfg.sizes[1]
         blocks, gram, y = self._window_inputs(batches)
         step = self.neg_lr / B  # -eta/m, and 0 for a frozen model
-        step0 = self._per_group(step.expand(-1, 1, H))  # the same per column of layer 0's group layout
         decay = 1 + step * B * l2 / self.n  # c, 1 without L2 or once frozen
         in0 = torch.empty(S, K * B, self.W[0].shape[-1], dtype=self.W[0].dtype, device=self.device)
         for x, groups in blocks:  # x_k W0(t) (+ b0(t)) for every step k, [S, K B, G n_1]
@@ -339,7 +338,7 @@ class Ensemble(_Core):
         self.grad_sum = torch.zeros(2 * self.L, self.M, dtype=dt, device=dev)
         self._graphs: dict[int, tuple] = {}
         self.window = self._window_steps()
-        self.shards = [_Shard(self, groups) for groups in self._shard_ranges()]
+        self._shards: dict[int, list[_Shard]] = {}  # per shard count (see shards)
 
     # --- layouts ------------------------------------------------------------
     def _layout(self, specs: list[RunSpec]):
@@ -372,11 +371,18 @@ class Ensemble(_Core):
         decay = (1 - self.lr * self.cfg.l2 / self.n).abs().min().item()
         return WINDOW if decay ** (WINDOW - 1) >= 1e-6 else 1
 
-    def _shard_ranges(self) -> list[slice]:
-        """On the CPU, as many contiguous ranges of groups as torch has threads (at most S); one on CUDA."""
-        shards = min(torch.get_num_threads(), self.S) if self.device.type == "cpu" else 1
-        bounds = [round(i * self.S / shards) for i in range(shards + 1)]
-        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    @property
+    def shards(self) -> list["_Shard"]:
+        """On the CPU, as many contiguous ranges of groups as torch has threads now (at most S); one on CUDA.
+
+        Models are independent and each group's numbers do not depend on its shard, so the count
+        may change between calls (e.g. torch.set_num_threads(1) to run all in the calling thread).
+        """
+        count = min(torch.get_num_threads(), self.S) if self.device.type == "cpu" else 1
+        if count not in self._shards:
+            bounds = [round(i * self.S / count) for i in range(count + 1)]
+            self._shards[count] = [_Shard(self, slice(a, b)) for a, b in zip(bounds, bounds[1:])]
+        return self._shards[count]
 
     def _to_spec_order(self, v: np.ndarray) -> np.ndarray:
         out = np.empty_like(v)
@@ -450,14 +456,13 @@ class Ensemble(_Core):
         load on 2 cpus: 8.6 ms a step against 2.4 ms as two shards in two threads). Shards share no
         data, so their threads meet once per call, at the end.
         """
-        if len(self.shards) == 1:
-            self.shards[0]._train(batches, self.window)
+        shards, threads = self.shards, torch.get_num_threads()
+        if len(shards) == 1:
+            shards[0]._train(batches, self.window)
             return
-        threads = torch.get_num_threads()
         try:  # torch.set_num_threads sets the calling thread's OpenMP pool size, and MKL's for the process
-            with ThreadPoolExecutor(len(self.shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                for done in [pool.submit(shard._train, batches[:, shard.groups], self.window)
-                             for shard in self.shards]:
+            with ThreadPoolExecutor(len(shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for done in [pool.submit(shard._train, batches[:, shard.groups], self.window) for shard in shards]:
                     done.result()
         finally:
             torch.set_num_threads(threads)
