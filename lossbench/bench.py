@@ -8,7 +8,10 @@ One run times, on every device present (cpu; cuda when torch sees one):
   numpy_book        the book's per-example algorithm, lossbench.reference.sgd_epoch (float64; cpu only)
   lossbench_eager   lossbench's Ensemble without CUDA graphs, in windows of steps (its path on the cpu)
   lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (its default path on cuda)
-for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`).
+for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`), and the
+peers, for the sweep's runs (lossbench.peers; --peers chooses):
+  torch_func        stack_module_state + vmap(grad) through the pair's own autograd Function, eager
+  jax               jax.jit of a lax.scan of vmap(grad) over each timed window (cpu; the extra `bench`)
 
 Each row trains --steps mini-batches per model (--baseline-steps for the plain loop and NumPy)
 after --warmup untimed ones, from a fresh initialization: model-epochs/s = models x steps / 5000
