@@ -172,7 +172,7 @@ MEANINGS = {
         "trained_steps": "steps trained before the timing",
         "flush_denormal": "the share of a parallel op's denormal results flushed: 0 off, 1 on, 1/threads when "
                           "only the main thread flushes",
-        "denormal_share": "denormal numbers among one step's results",
+        "denormal_share": "denormal numbers among one window's results",
         "threads": "torch's cpu threads",
         "load1": "the 1-minute load average after the row",
         "other_cpu": "the share of the machine's cpu time other processes took during the row",

@@ -6,11 +6,14 @@ One run times, on every device present (cpu; cuda when torch sees one):
   plain_pytorch     what users write: nn.Sequential of Linear + Sigmoid, BCEWithLogitsLoss(sum) / B
                     (the sigmoid_ce pair), torch.optim.SGD, batch 10; one model at a time
   numpy_book        the book's per-example algorithm, lossbench.reference.sgd_epoch (float64; cpu only)
-  lossbench_eager   lossbench's Ensemble, one step at a time (its path on the cpu)
+  lossbench_eager   lossbench's Ensemble without CUDA graphs, in windows of steps (its path on the cpu)
   lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (cuda only)
   lossbench_triton  the Ensemble's steps in launches of the fused Triton kernel (cuda only; its default
                     path there, lossbench/triton_train.py)
-for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`).
+for each shape and ensemble size, in the layouts that matter to the Ensemble (see `layouts`), and the
+peers, for the sweep's runs (lossbench.peers; --peers chooses):
+  torch_func        stack_module_state + vmap(grad) through the pair's own autograd Function, eager
+  jax               jax.jit of a lax.scan of vmap(grad) over each timed window (cpu; the extra `bench`)
 
 Each row trains --steps mini-batches per model (--baseline-steps for the plain loop and NumPy)
 after --warmup untimed ones, from a fresh initialization: model-epochs/s = models x steps / 5000
@@ -49,7 +52,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lossbench import config, reference, sweep
+from lossbench import config, peers, reference, sweep
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, choose_engine, init_params
 from lossbench.errors import UserError
@@ -63,6 +66,9 @@ LR = 0.5  # the book's eta for that pair (ch. 3)
 PEAK_N = {"cpu": 2048, "cuda": 8192}  # the peak's matmul size: near peak on each, seconds at most
 BUSY = 0.1  # other processes' share of the cpus above which a row's timing is suspect
 TARGET_MODELS = 160
+PEAK_TARGETS = {"784-30-10": 0.40, "784-100-10": 0.45}  # issue 13: the sweep's layout on the cpu, training
+EVAL_TARGETS = {"784-30-10": 0.35}  # the same with its evaluation
+PEER_LEAD = 2.0  # and model-ep/s over the faster peer's (torch_func, jax) in the same run
 TARGETS = {("cpu", "784-30-10"): 20.0, ("cuda", "784-30-10"): 800.0, ("cuda", "784-100-10"): 300.0}  # issue 8
 COLUMNS = ["method", "shape", "models", "layout", "device", "dtype", "steps", "seconds", "model_epochs_per_s",
            "gflops", "peak_share", "torch_version", "numpy_version", "device_name", "date",
@@ -219,6 +225,24 @@ def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
     return ["eager", "graphs", "triton"]
 
 
+PEERS = {"torch_func": peers.TorchFunc, "jax": peers.Jax}
+
+
+def time_peer(peer: str, groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
+              device: torch.device) -> Timing:
+    """A peer (lossbench.peers) training the runs of the Ensembles of `groups` from the same start and
+    batches, timed as time_steps times an Ensemble: s.warmup steps, then the fastest of s.repeat windows."""
+    train_s = eval_s = 0.0
+    for specs in groups:
+        runs = PEERS[peer](Ensemble(specs, TrainConfig(sizes=sizes, device=device), data))
+        batches = batch_indices(runs.ensemble, s.warmup + s.repeat * s.steps)
+        runs.run_steps(batches[:s.warmup])
+        runs.compile(s.steps)  # jax: compiled before the timer, as the warm-up compiles lossbench's graphs
+        train_s += min(_seconds(lambda: runs.run_steps(window), device) for window in batches[s.warmup:].split(s.steps))
+        eval_s += _seconds(runs.evaluate, device)
+    return Timing(s.steps, train_s, eval_s)
+
+
 def time_steps(ensemble: Ensemble, s: Settings) -> tuple[int, float]:
     """(steps, seconds) of the fastest of s.repeat windows, each of s.steps steps after the warm-up.
 
@@ -240,13 +264,12 @@ def time_steps(ensemble: Ensemble, s: Settings) -> tuple[int, float]:
 
 
 def batch_indices(ensemble: Ensemble, steps: int) -> torch.Tensor:
-    """[steps, S, B] training-set indices per seed group, drawn as train_epoch draws them."""
-    B, n = ensemble.cfg.batch_size, ensemble.n
-    per_epoch = n // B
-    perms = [torch.stack([torch.randperm(n, generator=g)[:per_epoch * B] for g in ensemble.generators])
-             for _ in range(math.ceil(steps / per_epoch))]
-    idx = torch.cat(perms, 1)[:, :steps * B].to(ensemble.device)
-    return idx.view(ensemble.S, steps, B).transpose(0, 1)
+    """[steps, S, B] training-set indices per seed group: the full mini-batches of as many epochs as
+    needed, drawn as train_epoch draws them (Ensemble.next_epoch_batches)."""
+    epochs = [ensemble.next_epoch_batches()[0]]
+    while sum(map(len, epochs)) < steps:
+        epochs.append(ensemble.next_epoch_batches()[0])
+    return torch.cat(epochs)[:steps]
 
 
 # --- denormals ----------------------------------------------------------------
@@ -321,17 +344,16 @@ def flush_child(params: dict) -> dict:
     ensembles = [Ensemble([RunSpec(*spec) for spec in specs], cfg, split) for specs in params["groups"]]
     torch.set_flush_denormal(mode != "off")  # the main thread only: the OpenMP threads keep theirs
     cpu, counter = torch.device("cpu"), DenormalCounter()
-    batches = [batch_indices(e, trained + 1 + s.warmup + s.repeat * s.steps) for e in ensembles]
+    batches = [batch_indices(e, trained + e.window + s.warmup + s.repeat * s.steps) for e in ensembles]
     for e, b in zip(ensembles, batches):
-        for idx in b[:trained]:
-            e._step(idx)
-        with counter:
-            e._step(b[trained])
-        for idx in b[trained + 1:trained + 1 + s.warmup]:
-            e._step(idx)
-    first = trained + 1 + s.warmup
-    windows = [sum(_seconds(lambda: [e._step(idx) for idx in b[start:start + s.steps]], cpu)
-                   for e, b in zip(ensembles, batches))
+        e.run_steps(b[:trained])
+        torch.set_num_threads(1)  # one shard, in this thread: a dispatch mode sees only its own thread's ops
+        with counter:  # one window of steps (Ensemble.window)
+            e.run_steps(b[trained:trained + e.window])
+        torch.set_num_threads(params["threads"])
+        e.run_steps(b[trained + e.window:trained + e.window + s.warmup])
+    first = trained + max(e.window for e in ensembles) + s.warmup
+    windows = [sum(_seconds(lambda: e.run_steps(b[start:start + s.steps]), cpu) for e, b in zip(ensembles, batches))
                for start in range(first, first + s.repeat * s.steps, s.steps)]
     return dict(steps=s.steps, train_s=min(windows), eval_s=sum(_seconds(e.evaluate, cpu) for e in ensembles),
                 denormal_share=counter.share, flushed=flushed_share())
@@ -551,6 +573,8 @@ def summary(frame: pd.DataFrame) -> str:
 
     f["x_plain"] = [ratio("plain_pytorch", r, True) for _, r in frame.iterrows()]
     f["x_numpy"] = [ratio("numpy_book", r, False) for _, r in frame.iterrows()]
+    for peer in PEERS:
+        f[f"x_{peer}"] = [ratio(peer, r, True) for _, r in frame.iterrows()]
     f["target"] = [f"{t:g} {'met' if r >= t else 'NOT met'}" if pd.notna(t) else ""
                    for t, r in zip(frame.target, frame.model_epochs_per_s)]
     f["peak_share"] = (100 * frame.peak_share).map("{:.2f}%".format)
@@ -560,9 +584,31 @@ def summary(frame: pd.DataFrame) -> str:
              "steps": "steps", "trained_steps": "trained", "flush": "flush", "denormal_share": "denormals",
              "model_epochs_per_s": "model-ep/s", "gflops": "GFLOP/s", "peak_share": "of peak",
              "eval_s_per_epoch": "eval s", "train_eval_model_epochs_per_s": "train+eval", "x_plain": "x plain",
-             "x_numpy": "x numpy", "target": "target"}
+             "x_numpy": "x numpy", **{f"x_{peer}": f"x {peer}" for peer in PEERS if peer in set(frame.method)},
+             "target": "target"}
     table = f[list(shown)].rename(columns=shown)
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}")
+
+
+def peak_targets(frame: pd.DataFrame) -> str:
+    """Issue 13's targets for the sweep's layout on the cpu, met or not: shares of the measured peak
+    (training; training with evaluation) and the lead over the faster peer of the same run."""
+    lines = []
+    rows = frame[(frame.method == "lossbench_eager") & frame.layout.str.startswith("sweep:")
+                 & (frame.trained_steps == 0) & (frame.device == "cpu")]
+    for _, row in rows.iterrows():
+        shape = row["shape"]
+        with_eval = row.train_eval_model_epochs_per_s * train_gflop_per_model_epoch(parse_shape(shape)) / row.peak_gflops
+        checks = [(f"training at {row.peak_share:.1%} of peak", row.peak_share, PEAK_TARGETS.get(shape), "{:.0%}"),
+                  (f"with evaluation {with_eval:.1%}", with_eval, EVAL_TARGETS.get(shape), "{:.0%}")]
+        peer_rows = frame[frame.method.isin(list(PEERS)) & (frame["shape"] == shape) & (frame.device == "cpu")]
+        if len(peer_rows):
+            fastest = peer_rows.loc[peer_rows.model_epochs_per_s.idxmax()]
+            lead = row.model_epochs_per_s / fastest.model_epochs_per_s
+            checks.append((f"{lead:.2f}x the faster peer ({fastest.method})", lead, PEER_LEAD, "{:g}x"))
+        lines += [f"issue 13, {shape}, the sweep's layout: {text} (target {fmt.format(target)}): "
+                  f"{'met' if value >= target else 'NOT met'}" for text, value, target, fmt in checks if target]
+    return "\n".join(lines)
 
 
 def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
@@ -576,10 +622,12 @@ def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
                      f"at the start and the end of this run on {name}; 'of peak' is relative to it.")
     lines += [f"eval s: one evaluation of all the row's models on validation + test (20,000 images), which every "
               f"epoch ends with; train+eval: model-ep/s with it. x plain / x numpy: model-ep/s over the plain loop's "
-              f"(same device) and the book's NumPy's (cpu), same shape.",
+              f"(same device) and the book's NumPy's (cpu), same shape; x torch_func / x jax: over the peer's "
+              f"(lossbench.peers: the sweep's runs through torch.func and JAX; JAX uses XLA's own thread pool).",
               "flush: denormals flushed to 0 by no thread, by the main thread only (torch.set_flush_denormal "
-              "called once the OpenMP threads run), or by all threads (lossbench: set on import); denormals: "
-              "their share among one step's results; trained: steps trained before the timing.",
+              "called once the OpenMP threads run; the Ensemble's shard threads inherit the main thread's mode), "
+              "or by all threads (lossbench: set on import); denormals: "
+              "their share among the results of one window of steps; trained: steps trained before the timing.",
               f"target: issue 8's, for {TARGET_MODELS} models. Load (1 min, this run included) over the rows: "
               f"{frame.load1.min():.2f}..{frame.load1.max():.2f} on {os.cpu_count()} cpus; other processes took "
               f"{frame.other_cpu.min():.0%}..{frame.other_cpu.max():.0%} of the cpus' time (other_cpu column)."]
@@ -623,6 +671,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--denormal-steps", type=int, default=2000,
                    help="cpu: train the sweep's ensembles (first shape) this many steps, then time them in each "
                         "flush mode (0: skip)")
+    p.add_argument("--peers", nargs="*", choices=list(PEERS), default=list(PEERS),
+                   help="peer rows: the sweep's runs through torch.func and JAX (jax: with the optional extra "
+                        "`bench`, pip install 'lossbench[bench]'); --peers alone: none")
     p.add_argument("--full", action="store_true",
                    help="also run the whole default sweep (30 epochs, with evaluation) per shape and device")
     p.add_argument("--sweep-overrides", nargs="*", default=[], metavar="KEY=VALUE",
@@ -640,6 +691,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if "cuda" in args.devices and not torch.cuda.is_available():
         raise UserError(f"--devices cuda, but torch {torch.__version__} sees no CUDA device; use --devices cpu.")
     args.shapes = [parse_shape(text) for text in args.shapes]
+    if "jax" in args.peers and not peers.jax_available():
+        print("note: jax is not installed, so the jax peer row is skipped; pip install 'lossbench[bench]' adds it.",
+              file=sys.stderr)
+        args.peers.remove("jax")
     return args
 
 
@@ -675,6 +730,10 @@ def main(argv: list[str]) -> int:
                     for engine in engines(device, sizes):
                         table.add(f"lossbench_{engine}", sizes, models, layout, device,
                                   time_ensembles(groups, sizes, data, settings, device, engine))
+            for peer in args.peers:
+                if peer != "jax" or device.type == "cpu":  # the bench extra installs jax[cpu]
+                    table.add(peer, sizes, sweep_models, sweep_label(sweep), device,
+                              time_peer(peer, sweep, sizes, data, settings, device))
     if args.denormal_steps and torch.device("cpu") in devices:
         sizes = args.shapes[0]
         for mode, result in time_flush_modes(sweep, sizes, split, settings, args.denormal_steps).items():
@@ -693,5 +752,6 @@ def main(argv: list[str]) -> int:
     table.measure_peak(devices)
     frame = table.frame()
     print(summary(frame))
+    print(peak_targets(frame))
     print(legend(frame, table.peak, split.name))
     return 0

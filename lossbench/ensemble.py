@@ -3,7 +3,7 @@
     python -m lossbench bench
 
 Model m has weights W[l][m] of shape [n_in, n_out] and biases b[l][m] of shape
-[1, n_out]; one step is a handful of batched matmuls over all M models. Each
+[1, n_out]; one step is a few dozen batched ops over all M models. Each
 model has its own learning rate and its own seed, and the seed alone fixes its
 initialization and its per-epoch shuffling (a torch.Generator per model), so a
 model's numbers do not depend on which other models share its ensemble, up to
@@ -16,16 +16,22 @@ backward), delta^{l-1} = (delta^l W^l^T) * sigma'(z^{l-1}) (BP2), and the update
 w <- (1 - eta lambda / n) w - (eta / m) sum_x a_x^T delta_x (ch. 3 eq. 93),
 b <- b - (eta / m) sum_x delta_x (eq. 94). Hidden layers are sigmoid.
 
+On the CPU, steps run in windows of WINDOW steps whose first-layer work is
+blocked: the same SGD, rounding aside (_Core._window); and the groups of models
+are cut into shards, one per torch thread, each trained in a thread of its own
+(Ensemble._run_windows). docs/cpu_core.md has the measurements behind both.
 Metrics are accumulated in device tensors during the epoch and read back once
 at its end: no host synchronisation per step. The steps run through an engine
-(TrainConfig.engine): `eager`, one step at a time as written here; `graphs`, on CUDA,
+(TrainConfig.engine): `eager`, the windows above on the CPU, one step at a time on CUDA; `graphs`, on CUDA,
 replayed from CUDA graphs of `GRAPH_STEPS` steps; `triton`, on CUDA, many steps per
 launch of lossbench/triton_train.py's fused kernel; `auto`, triton where it can
 train the models, else graphs on CUDA and eager on the CPU.
 """
 
+import functools
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -46,8 +52,9 @@ torch.set_flush_denormal(True)
 
 INITS = ("large", "default")
 ENGINES = ("auto", "triton", "graphs", "eager")
+WINDOW = 16  # CPU: steps whose first-layer work is blocked together (_window)
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
-EVAL_CHUNK = 2000  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width
+EVAL_CHUNK = 500  # examples per evaluation chunk: bounds memory at M x EVAL_CHUNK x width (500 measured 6-10% faster than 2000)
 SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| > 4.6
 
 
@@ -118,7 +125,206 @@ def init_params(seed: int, sizes: tuple[int, ...], init: str, generator: torch.G
     return params
 
 
-class Ensemble:
+class _Core:
+    """The training core of an Ensemble, or of a shard of one (a range of its groups): layouts, and
+    windows of SGD steps. Holds the attributes the methods below read: cfg, n, L, G, S, M, device,
+    W, b, neg_lr, cost_sum, grad_sum, train_x, train_y1h and the group layout."""
+
+    def _per_model(self, t: torch.Tensor) -> torch.Tensor:
+        """[S, X, G * n] (group layout) -> [M, X, n]."""
+        S, X, _ = t.shape
+        return t.view(S, X, self.G, -1).transpose(1, 2).reshape(self.M, X, -1)
+
+    def _per_group(self, t: torch.Tensor) -> torch.Tensor:
+        """[M, X, n] -> [S, X, G * n] (group layout)."""
+        _, X, n = t.shape
+        return t.view(self.S, self.G, X, n).transpose(1, 2).reshape(self.S, X, self.G * n)
+
+    def _set_group_layout(self, keys: list[tuple[str, int]]):
+        """Each pair's view of the groups (pairs are ranges of groups) and the groups' seeds, from the
+        (pair, seed) of each group. Groups that share a seed share their batch order: one row of
+        images per seed (_window_inputs)."""
+        group_pairs = [pair for pair, _ in keys]
+        self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
+                           for p in dict.fromkeys(group_pairs)]
+        group_seeds = [seed for _, seed in keys]
+        seeds = list(dict.fromkeys(group_seeds))
+        self._seed_group = torch.tensor([group_seeds.index(s) for s in seeds], device=self.device)  # one group per seed
+        self._group_seed = torch.tensor([seeds.index(s) for s in group_seeds], device=self.device)  # each group's seed
+        self._seed_blocks = self._group_seed.tolist() == list(range(len(seeds))) * (len(keys) // len(seeds))
+
+    # --- windows of SGD steps ------------------------------------------------
+    def _train(self, batches: torch.Tensor, window: int):
+        """Steps for batches [steps, S, B], in windows of `window` steps from the first."""
+        for start in range(0, len(batches), window):
+            self._window(batches[start:start + window])
+
+    def _window(self, batches: torch.Tensor):
+        """K mini-batch steps for every model; batches [K, S, B] index the training set, one row per group.
+
+        Layer 0 is blocked over the window. Its update is a low-rank product, W0(t+1) =
+        c W0(t) + x_t^T e_t with e_t = -(eta/m) delta0_t (ch. 3 eqs. 93-94; c = 1 - eta lambda / n),
+        so step k's weighted input to the hidden layer follows from the window's start weights:
+            x_k W0(t+k) = c^k [x_k W0(t) + sum_{j<k} (x_k x_j^T) c^-(j+1) e_j],
+        and W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j. So W0 (15 MB for 160 models of
+        784-30-10, beyond the caches) is read once for the K forward products and once for the
+        update, each a matmul of inner dimension K B, instead of three times per step; what a step
+        adds is [B, k B] x [k B, G n_1] on deltas that stay in cache. The same SGD, rounding aside.
+        Without L2 the biases ride along as the weights of a constant input 1 (a 1 added to every
+        Gram entry); with L2, which spares them, they are updated at every step. The costs and
+        gradient norms of the window's steps are computed at its end, in a few large ops.
+        """
+        K, S, B = batches.shape
+        l2, H = self.cfg.l2, self.cfg.sizes[1]
+        blocks, gram, y = self._window_inputs(batches)
+        step = self.neg_lr / B  # -eta/m, and 0 for a frozen model
+        decay = 1 + step * B * l2 / self.n  # c, 1 without L2 or once frozen
+        in0 = torch.empty(S, K * B, self.W[0].shape[-1], dtype=self.W[0].dtype, device=self.device)
+        for x, groups in blocks:  # x_k W0(t) (+ b0(t)) for every step k, [S, K B, G n_1]
+            torch.baddbmm(self.b[0][groups], x, self.W[0][groups], beta=0 if l2 else 1, out=in0[groups])
+        corr = gram if l2 else gram + 1
+        e = torch.empty_like(in0)  # e_k = -(eta/m) delta0_k, step k at rows k B .. (k+1) B
+        if l2:
+            powers = self._per_group(decay.expand(-1, 1, H)) ** torch.arange(K + 1, device=self.device).view(-1, 1, 1, 1)
+            scaled = torch.empty_like(in0)  # c^-(k+1) e_k, the corrections' right factor
+        else:
+            scaled = e
+        new = functools.partial(torch.empty, dtype=in0.dtype, device=self.device)
+        acts = [new(K, self.M, B, n) for n in self.cfg.sizes[1:-1]]  # per step, the inputs of W[1:]
+        deltas = [new(K, self.M, B, n) for n in self.cfg.sizes[2:]]  # and the deltas of their outputs
+        out = new(K, self.M, B, self.cfg.sizes[-1])  # the output z
+        for k in range(K):
+            rows = slice(k * B, (k + 1) * B)
+            z = torch.baddbmm(in0[:, rows], corr[:, rows, :k * B], scaled[:, :k * B]) if k else in0[:, rows]
+            if l2:
+                z = torch.addcmul(self.b[0], z, powers[k])
+            acts[0][k].view(S, self.G, B, H).copy_(z.sigmoid_().view(S, B, self.G, H).transpose(1, 2))
+            self._per_model_step(acts, deltas, out, k, y[k], step, decay, e[:, rows])
+            if l2:
+                self.b[0].add_(e[:, rows].sum(1, keepdim=True))
+                torch.div(e[:, rows], powers[k + 1], out=scaled[:, rows])
+        if l2:  # W0(t+K) = c^K W0(t) + sum_j c^(K-1-j) x_j^T e_j
+            self.W[0].mul_(powers[K])
+            update = (e.view(S, K, B, -1) * powers[:K].flip(0).transpose(0, 1)).view(S, K * B, -1)
+        else:
+            self.b[0].add_(e.sum(1, keepdim=True))
+            update = e
+        for x, groups in blocks:
+            self.W[0][groups].baddbmm_(x.transpose(1, 2), update[groups])
+        self._add_window_metrics(gram, e, step, y, acts, deltas, out)
+
+    def _window_inputs(self, batches: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """The window's images as (x [groups, K B, n_in], groups) blocks covering the S groups (see
+        below), their Gram x x^T [S, K B, K B] and one-hot targets [K, S, 1, B, n_L], per group.
+
+        Groups that share a seed share their batch order, so the gather and the Gram run once per
+        seed (the sweep's 20 groups hold 5 seeds). When the groups are blocks of the same seeds in
+        the same order (a grid's pairs), each block uses the seeds' images as they are; else they
+        are copied to one row per group.
+        """
+        K, S, B = batches.shape
+        seeds = len(self._seed_group)
+        rows = batches[:, self._seed_group].transpose(0, 1).reshape(-1)  # seed-major, then step
+        x = self.train_x.index_select(0, rows).view(seeds, K * B, -1)
+        gram = torch.bmm(x, x.transpose(1, 2))
+        y = self.train_y1h.index_select(0, rows).view(seeds, K, 1, B, -1)
+        if seeds < S:
+            gram, y = (t.index_select(0, self._group_seed) for t in (gram, y))
+        if self._seed_blocks:
+            blocks = [(x, slice(start, start + seeds)) for start in range(0, S, seeds)]
+        else:
+            blocks = [(x.index_select(0, self._group_seed), slice(None))]
+        return blocks, gram, y.transpose(0, 1)
+
+    def _per_model_step(self, acts: list, deltas: list, out: torch.Tensor, k: int, y: torch.Tensor, step, decay,
+                        e0: torch.Tensor):
+        """Step k through the per-model layers 1 .. L-1, from the hidden activations in acts[0][k].
+
+        acts, deltas and out are the window's buffers (see _window), filled at step k; y [S, 1,
+        B, n_L] the targets. Updates W[l], b[l] for l >= 1 and writes layer 0's e = -(eta/m) delta0
+        into e0 ([S, B, G n_1], group layout).
+        """
+        S, G, B = self.S, self.G, out.shape[2]
+        for l in range(1, self.L - 1):
+            torch.baddbmm(self.b[l], acts[l - 1][k], self.W[l], out=acts[l][k]).sigmoid_()
+        z = torch.baddbmm(self.b[-1], acts[-1][k], self.W[-1], out=out[k])
+        self._output_delta(z.view(S, G, B, -1), y, deltas[-1][k].view(S, G, B, -1))
+        for l in reversed(range(1, self.L)):
+            a_in, delta = acts[l - 1][k], deltas[l - 1][k]
+            # BP2 with the weights before this step's update; sigma'(z) = a (1 - a) = a - a^2
+            slope = torch.addcmul(a_in, a_in, a_in, value=-1)
+            step_delta = delta * step
+            if l == 1:  # layer 0's e = -(eta/m) delta0, in the window's group layout
+                back = torch.bmm(step_delta, self.W[l].transpose(1, 2))
+                n = back.shape[-1]
+                torch.mul(back.view(S, G, B, n), slope.view(S, G, B, n), out=e0.view(S, B, G, n).transpose(1, 2))
+            else:
+                torch.mul(torch.bmm(delta, self.W[l].transpose(1, 2)), slope, out=deltas[l - 2][k])
+            if self.cfg.l2:  # network2's weight decay (ch. 3 eq. 93)
+                self.W[l].mul_(decay)
+            self.W[l].baddbmm_(a_in.transpose(1, 2), step_delta)
+            self.b[l].add_(step_delta.sum(1, keepdim=True))
+
+    def _output_delta(self, z: torch.Tensor, y: torch.Tensor, out: torch.Tensor):
+        """BP1 through each model's own pair into out, for z [S, G, B, K] and y [S, 1, B, K] (shared by a group)."""
+        parts = [pair.delta(z[view], y[view]) for pair, view in self.pair_views]
+        if len(parts) == 1:
+            out.copy_(parts[0])
+        else:
+            torch.cat(parts, out=out)
+
+    def _add_window_metrics(self, gram: torch.Tensor, e: torch.Tensor, step: torch.Tensor, y: torch.Tensor,
+                            acts: list, deltas: list, out: torch.Tensor):
+        """Add the window's per-step costs and gradient norms to cost_sum and grad_sum.
+
+        grad_W = A^T D / B and grad_b = sum_x delta_x / B per step; |A^T D|_F^2 = sum((A A^T) o (D D^T)):
+        [B, B] Grams instead of a pass over W's size. For layer 0, whose deltas come as
+        e = -(eta/m) delta0, A A^T is a diagonal block of the window's Gram, shared by a group's
+        G models. (Measured on 784-100-10, 160 models, one thread: 8.7 ms a window of 16 steps, against
+        15.5 with A^T D for layer 1 and sum((A A^T) e o e) for layer 0.)
+        """
+        K, M, B = out.shape[:3]
+        S, G = self.S, self.G
+        z = out.view(K, S, G, B, -1)
+        cost = self.cost_sum.view(S, G)
+        for pair, (view,) in self.pair_views:
+            cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
+        gram_x = gram.view(S, K, B, K, B).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [S, K, B, B]
+        e = e.view(S, K, B, G, -1)
+        e_models = e.permute(0, 3, 1, 2, 4).contiguous()  # [S, G, K, B, n_1]
+        sq_w = (gram_x.unsqueeze(1) * (e_models @ e_models.transpose(-1, -2))).sum((-2, -1))  # [S, G, K]
+        sq_b = e.sum(2).square_().sum(-1).transpose(1, 2)  # [S, G, K]
+        scale = step.view(M, 1).square()  # e = -(eta/m) delta: the norms of delta
+        self._add_grad_norms(0, (sq_b.reshape(M, K) / scale).t(), (sq_w.reshape(M, K) / scale).t(), B)
+        for l in range(1, self.L):
+            a, d = acts[l - 1], deltas[l - 1]  # [K, M, B, n]
+            sq_w = (a @ a.transpose(-1, -2) * (d @ d.transpose(-1, -2))).sum((-2, -1))
+            self._add_grad_norms(l, d.sum(2).square_().sum(-1), sq_w, B)
+
+    def _add_grad_norms(self, l: int, sq_b: torch.Tensor, sq_w: torch.Tensor, B: int):
+        """grad_sum[2l], [2l+1] += the steps' |grad_b|, |grad_W|, from |B grad|^2 given as [K, M]."""
+        self.grad_sum[2 * l] += sq_b.clamp_(min=0).sqrt_().sum(0) / B
+        self.grad_sum[2 * l + 1] += sq_w.clamp_(min=0).sqrt_().sum(0) / B
+
+
+class _Shard(_Core):
+    """A contiguous range of an Ensemble's groups, trained on its own: views of the Ensemble's
+    parameters, learning rates and metric sums, and the layout of its own groups. On the CPU an
+    Ensemble trains its shards in parallel threads (Ensemble.run_steps)."""
+
+    def __init__(self, ensemble: "Ensemble", groups: slice):
+        models = slice(groups.start * ensemble.G, groups.stop * ensemble.G)
+        self.cfg, self.n, self.L, self.G, self.device = ensemble.cfg, ensemble.n, ensemble.L, ensemble.G, ensemble.device
+        self.groups, self.S, self.M = groups, groups.stop - groups.start, models.stop - models.start
+        self.W = [ensemble.W[0][groups]] + [w[models] for w in ensemble.W[1:]]
+        self.b = [ensemble.b[0][groups]] + [b[models] for b in ensemble.b[1:]]
+        self.neg_lr, self.cost_sum = ensemble.neg_lr[models], ensemble.cost_sum[models]
+        self.grad_sum = ensemble.grad_sum[:, models]
+        self.train_x, self.train_y1h = ensemble.train_x, ensemble.train_y1h
+        self._set_group_layout(ensemble.group_keys[groups])
+
+
+class Ensemble(_Core):
     """M networks of the same sizes, trained in lockstep; each has its own pair, eta and seed.
 
     Models that share a seed share their initialization and their batch order,
@@ -138,6 +344,9 @@ class Ensemble:
         n = data.train_x.shape[0]
         if not 1 <= cfg.batch_size <= n:
             raise ValueError(f"batch_size {cfg.batch_size} must be in 1..{n} (the training set size)")
+        bad = [s.lr for s in specs if not 0 < s.lr < math.inf]
+        if bad:  # a step's deltas are kept scaled by -eta/m (see _window): eta = 0 would lose them
+            raise ValueError(f"learning rates must be finite and > 0, got {bad[0]}")
         self.specs, self.cfg, self.data = list(specs), cfg, data
         self.device = torch.device(cfg.device)
         self.M, self.n, self.L = len(specs), n, len(cfg.sizes) - 1
@@ -161,8 +370,9 @@ class Ensemble:
         # Running sums over an epoch's steps: cost, and |grad_b|, |grad_W| per layer.
         self.cost_sum = torch.zeros(self.M, dtype=dt, device=dev)
         self.grad_sum = torch.zeros(2 * self.L, self.M, dtype=dt, device=dev)
-        self.grad_sq = torch.zeros_like(self.grad_sum)  # this step's squared norms
         self._graphs: dict[int, tuple] = {}
+        self.window = self._window_steps()
+        self._shards: dict[int, list[_Shard]] = {}  # per shard count (see shards)
 
     # --- layouts ------------------------------------------------------------
     def _layout(self, specs: list[RunSpec]):
@@ -180,19 +390,33 @@ class Ensemble:
         sizes = [len(list(g)) for _, g in itertools.groupby(keys)]
         self.G = sizes[0] if len(set(sizes)) == 1 else 1
         self.S = self.M // self.G
-        group_pairs = [pair for pair, _ in keys[:: self.G]]
-        self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
-                           for p in dict.fromkeys(group_pairs)]
+        self.group_keys = keys[:: self.G]  # (pair, seed) of each group
+        self._set_group_layout(self.group_keys)
 
-    def _per_model(self, t: torch.Tensor) -> torch.Tensor:
-        """[S, X, G * n] (group layout) -> [M, X, n]."""
-        S, X, _ = t.shape
-        return t.view(S, X, self.G, -1).transpose(1, 2).reshape(self.M, X, -1)
+    def _window_steps(self) -> int:
+        """Steps per window (see _window): WINDOW on the CPU, 1 (no blocking) on CUDA, where it is unmeasured.
 
-    def _per_group(self, t: torch.Tensor) -> torch.Tensor:
-        """[M, X, n] -> [S, X, G * n] (group layout)."""
-        _, X, n = t.shape
-        return t.view(self.S, self.G, X, n).transpose(1, 2).reshape(self.S, X, self.G * n)
+        With L2 the window's corrections scale deltas by c^-(k+1), c = 1 - eta lambda / n; a
+        decay so strong that c^(WINDOW-1) < 1e-6 (eta lambda / n > 0.6) could leave the float
+        range, so such ensembles run one step at a time.
+        """
+        if self.device.type != "cpu":
+            return 1
+        decay = (1 - self.lr * self.cfg.l2 / self.n).abs().min().item()
+        return WINDOW if decay ** (WINDOW - 1) >= 1e-6 else 1
+
+    @property
+    def shards(self) -> list["_Shard"]:
+        """On the CPU, as many contiguous ranges of groups as torch has threads now (at most S); one on CUDA.
+
+        Models are independent and each group's numbers do not depend on its shard, so the count
+        may change between calls (e.g. torch.set_num_threads(1) to run all in the calling thread).
+        """
+        count = min(torch.get_num_threads(), self.S) if self.device.type == "cpu" else 1
+        if count not in self._shards:
+            bounds = [round(i * self.S / count) for i in range(count + 1)]
+            self._shards[count] = [_Shard(self, slice(a, b)) for a, b in zip(bounds, bounds[1:])]
+        return self._shards[count]
 
     def _to_spec_order(self, v: np.ndarray) -> np.ndarray:
         out = np.empty_like(v)
@@ -204,94 +428,49 @@ class Ensemble:
         """Per model (spec order): 0 if it never diverged, else the epoch its parameters or cost stopped being finite."""
         return self._to_spec_order(self._diverged)
 
+    def model_rows(self) -> torch.Tensor:
+        """[M] (spec order): each model's row in the [..., S, B] batches of run_steps, its group's."""
+        return torch.from_numpy(np.argsort(self.order) // self.G)
+
     def params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(W [M, n_in, n_out], b [M, 1, n_out]) per layer], in spec order, on the CPU."""
         inv = torch.from_numpy(np.argsort(self.order))
         layers = [(self._per_model(self.W[0]), self._per_model(self.b[0]))] + list(zip(self.W[1:], self.b[1:]))
         return [(w.cpu()[inv], b.cpu()[inv]) for w, b in layers]
 
-    # --- one SGD step -------------------------------------------------------
-    def _backprop(self, x: torch.Tensor, y: torch.Tensor):
-        """Yield (l, a_in, delta_l) for l = L-1 .. 0.
-
-        x [S, B, n_in] and y [S, 1, B, K] are each group's mini-batch and one-hot
-        targets (broadcast over the group's G models). delta^{l-1} is computed before
-        delta^l is yielded, so a caller may update W[l] in place between iterations
-        (BP2 needs the weights before the update). For l = 0, a_in is the group's x.
-        """
-        z = self._per_model(torch.baddbmm(self.b[0], x, self.W[0]))
-        acts = [x]
-        for l in range(1, self.L):
-            acts.append(torch.sigmoid(z))
-            z = torch.baddbmm(self.b[l], acts[-1], self.W[l])
-        M, B, K = z.shape
-        delta = self._output_delta(z.view(self.S, self.G, B, K), y).view(M, B, K)
-        for l in reversed(range(self.L)):
-            a_in = acts[l]
-            prev = None
-            if l:  # BP2, with sigma'(z) = a (1 - a) = a - a^2 of the stored activations
-                prev = torch.bmm(delta, self.W[l].transpose(1, 2)).mul_(torch.addcmul(a_in, a_in, a_in, value=-1))
-            yield l, a_in, delta
-            delta = prev
-
-    def _output_delta(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """BP1 through each model's own pair, for z [S, G, B, K]; adds each model's mean cost to cost_sum."""
-        delta = torch.empty_like(z)
-        cost = self.cost_sum.view(self.S, self.G)
-        for pair, view in self.pair_views:
-            z_pair, y_pair = z[view], y[view]  # y [S, 1, B, K] is shared along a group
-            cost[view] += pair.cost_fn(z_pair, y_pair).mean(-1)
-            delta[view] = pair.delta(z_pair, y_pair)
-        return delta
-
-    def _step(self, idx: torch.Tensor):
-        """One mini-batch step for every model; idx [S, B] indexes the training set, one row per group."""
-        S, B = idx.shape
-        x = self.train_x.index_select(0, idx.reshape(-1)).view(S, B, -1)
-        y = self.train_y1h.index_select(0, idx.reshape(-1)).view(S, 1, B, -1)
-        step = self.neg_lr / B  # -eta/m, and 0 for a frozen model
-        for l, a_in, delta in self._backprop(x, y):
-            # |grad_b|^2 = |mean_x delta_x|^2 and |grad_W|_F^2 = sum((A A^T) o (D D^T)) / B^2, with
-            # grad_W = A^T D / B: the Gram form costs B x B per model instead of a pass over W.
-            # For l = 0 one input Gram per group serves its G models (broadcast).
-            gram_a = torch.bmm(a_in, a_in.transpose(1, 2)).view(S, -1, B, B)
-            gram_d = torch.bmm(delta, delta.transpose(1, 2)).view(S, -1, B, B)
-            delta_sum = delta.sum(1, keepdim=True)  # sum over the mini-batch: B x grad_b
-            self.grad_sq[2 * l] = delta_sum.square().sum((1, 2))
-            self.grad_sq[2 * l + 1] = (gram_a * gram_d).sum((2, 3)).view(-1)
-            scale = step
-            if l == 0:  # to W[0]'s group layout, the per-model factors along its columns
-                scale = self._per_group(step.expand(-1, 1, self.cfg.sizes[1]))
-                delta, delta_sum = self._per_group(delta), self._per_group(delta_sum)
-            if self.cfg.l2:  # network2's weight decay, 1 - eta lambda / n (ch. 3 eq. 93)
-                self.W[l].mul_(1 + scale * B * self.cfg.l2 / self.n)
-            self.W[l].baddbmm_(a_in.transpose(1, 2), delta * scale)
-            self.b[l].add_(delta_sum * scale)
-        self.grad_sum += self.grad_sq.clamp_(min=0).sqrt_() / B
-
     # --- one epoch ----------------------------------------------------------
+    def next_epoch_batches(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next epoch's mini-batches, drawn from each group's generator (one permutation per epoch).
+
+        Returns ([steps, S, B] training-set indices, one row per group, and the book's last,
+        smaller mini-batch as [1, S, n % B], or None when B divides n).
+        """
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
+        B = self.cfg.batch_size
+        steps = self.n // B
+        full = perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1)
+        return full, (perms[None, :, steps * B:] if self.n % B else None)
+
     def train_epoch(self, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
         """Reshuffle each model's training set, run all mini-batches, then evaluate.
 
-        progress(k), if given, is told after every GRAPH_STEPS steps (whole CUDA graphs) and after
-        the last that k of the epoch's n // batch_size full steps have run; on CUDA once the device
-        has run them, which costs one synchronisation per call, not per step.
+        progress(k), if given, is told after every progress_steps steps (whole CUDA graphs, whole CPU
+        windows) and after the last that k of the epoch's n // batch_size full steps have run; on CUDA
+        once the device has run them, which costs one synchronisation per call, not per step.
         """
-        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
         self.cost_sum.zero_()
         self.grad_sum.zero_()
-        B = self.cfg.batch_size
-        steps = self.n // B
-        batches = perms[:, : steps * B].view(self.S, steps, B).transpose(0, 1)
-        for start in range(0, steps, GRAPH_STEPS):
-            self.run_steps(batches[start:start + GRAPH_STEPS])
+        full, last = self.next_epoch_batches()
+        chunk = self.progress_steps
+        for start in range(0, len(full), chunk):
+            self.run_steps(full[start:start + chunk])
             if progress is not None:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
-                progress(min(start + GRAPH_STEPS, steps))
-        if self.n % B:  # the book's last, smaller mini-batch: averaged over its own size
-            self.run_steps(perms[:, steps * B:].unsqueeze(0))
-            steps += 1
+                progress(min(start + chunk, len(full)))
+        if last is not None:  # the book's last, smaller mini-batch: averaged over its own size
+            self.run_steps(last)
+        steps = len(full) + (last is not None)
         self.epoch += 1
         metrics = {"train_cost": self.cost_sum / steps}
         for l in range(self.L):
@@ -300,6 +479,12 @@ class Ensemble:
         metrics = {k: v.double().cpu().numpy() for k, v in metrics.items()}
         self._flag_divergence(metrics["train_cost"])
         return self._with_eval(metrics)
+
+    @property
+    def progress_steps(self) -> int:
+        """Steps between two progress reports: whole CUDA graphs on CUDA, about as many whole windows on the
+        CPU (a chunk that cut a window would change where windows start, hence the rounding)."""
+        return GRAPH_STEPS if self.device.type == "cuda" else max(1, GRAPH_STEPS // self.window) * self.window
 
     def run_steps(self, batches: torch.Tensor):
         """Mini-batch steps for batches [steps, S, B] of training-set indices (one row per group),
@@ -310,8 +495,27 @@ class Ensemble:
         elif self.engine == "graphs":
             self._run_graphed(batches)
         else:
-            for idx in batches:
-                self._step(idx)
+            self._run_windows(batches)
+
+    def _run_windows(self, batches: torch.Tensor):
+        """Steps for batches [steps, S, B]: each shard runs its own windows in its own thread, with one torch
+        thread each.
+
+        A step is some 60 small ops; run by one thread pool, each op ends in a barrier of all its
+        threads, and on a shared machine one descheduled thread stalls every op (measured under
+        load on 2 cpus: 8.6 ms a step against 2.4 ms as two shards in two threads). Shards share no
+        data, so their threads meet once per call, at the end.
+        """
+        shards, threads = self.shards, torch.get_num_threads()
+        if len(shards) == 1:
+            shards[0]._train(batches, self.window)
+            return
+        try:  # torch.set_num_threads sets the calling thread's OpenMP pool size, and MKL's for the process
+            with ThreadPoolExecutor(len(shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for done in [pool.submit(shard._train, batches[:, shard.groups], self.window) for shard in shards]:
+                    done.result()
+        finally:
+            torch.set_num_threads(threads)
 
     def _run_triton(self, batches: torch.Tensor):
         """All the steps in one launch of the fused kernel, which wants the first layer per model."""
@@ -333,8 +537,7 @@ class Ensemble:
             for start in range(0, n_graphed, GRAPH_STEPS):
                 buf.copy_(batches[start:start + GRAPH_STEPS])
                 graph.replay()
-        for idx in batches[n_graphed:]:
-            self._step(idx)
+        self._run_windows(batches[n_graphed:])
 
     def _graph(self, steps: int, shape):
         """A CUDA graph of `steps` steps reading their indices from a static buffer (captured once)."""
@@ -344,13 +547,11 @@ class Ensemble:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside the graph, as capture requires
-                for idx in buf[:3]:
-                    self._step(idx)
+                self._run_windows(buf[:3])
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                for idx in buf:
-                    self._step(idx)
+                self._run_windows(buf)
             for t, s in zip(self.W + self.b + [self.cost_sum, self.grad_sum], saved):
                 t.copy_(s)  # undo the warm-up and capture steps: capture runs nothing, warm-up did
             self._graphs[steps] = (buf, graph)
@@ -391,25 +592,33 @@ class Ensemble:
 
     @torch.no_grad()
     def _evaluate_set(self, x: torch.Tensor, labels: torch.Tensor):
-        """Accuracy, mean per-example cost and share of saturated output units on one data set."""
-        dev, dt, M = self.device, self.cfg.dtype, self.M
+        """Accuracy, mean per-example cost and share of saturated output units on one data set.
+
+        Models and units in rows, examples in columns: the first layer, which sees the same
+        examples for every model, is one [M n_1, n_in] x [n_in, c] matmul per chunk of c examples;
+        each model's activations are then a contiguous [n, c] block for the later layers; and the
+        class axis of z [M, n_L, c] is not the innermost, so the reductions over it (argmax, costs)
+        are vectorized over examples.
+        """
+        dev, dt, M, S, G = self.device, self.cfg.dtype, self.M, self.S, self.G
         correct = torch.zeros(M, dtype=torch.long, device=dev)
         cost = torch.zeros(M, dtype=dt, device=dev)
         saturated = torch.zeros(M, dtype=torch.long, device=dev)
-        # The first layer sees the same examples for every model: one [c, n_in] x [n_in, M*n_out] matmul.
-        w1 = self.W[0].permute(1, 0, 2).reshape(self.cfg.sizes[0], -1)  # columns in internal model order
-        b1 = self._per_model(self.b[0])
+        w0 = self.W[0].transpose(1, 2).reshape(-1, self.cfg.sizes[0])  # [M n_1, n_in], rows in internal order
+        b0 = self.b[0].reshape(-1, 1)
         for xc, yc in zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK)):
             xc, yc = xc.to(dev, dt), yc.to(dev)
-            z = (xc @ w1).view(len(xc), M, -1).transpose(0, 1) + b1
+            z = torch.addmm(b0, w0, xc.T).view(M, -1, len(xc))
             for l in range(1, self.L):
-                z = torch.baddbmm(self.b[l], torch.sigmoid(z), self.W[l])
+                z = torch.baddbmm(self.b[l].transpose(1, 2), self.W[l].transpose(1, 2), z.sigmoid_())
+            z = z.transpose(1, 2)  # [M, c, n_L], a view
             y1h = torch.nn.functional.one_hot(yc, self.cfg.sizes[-1]).to(dt)
             correct += (Pair.predict(z) == yc).sum(1)
-            per_group = cost.view(self.S, self.G)
+            z = z.view(S, G, len(xc), -1)
             for pair, view in self.pair_views:
-                per_group[view] += pair.cost_fn(z.view(self.S, self.G, len(xc), -1)[view], y1h).sum(-1)
-            saturated += (sigmoid_prime(z) < SATURATED).flatten(1).sum(1)
+                cost.view(S, G)[view] += pair.cost_fn(z[view], y1h).sum(-1)
+                if pair.activation == "sigmoid":  # test_saturated is reported for sigmoid outputs only
+                    saturated.view(S, G)[view] += (sigmoid_prime(z[view]) < SATURATED).sum((-2, -1))
         n = len(x)
         return ((correct.double() / n).cpu().numpy(), (cost.double() / n).cpu().numpy(),
                 (saturated.double() / (n * self.cfg.sizes[-1])).cpu().numpy())

@@ -68,7 +68,7 @@ def _shrunk(split):
 def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_path, capsys):
     status = bench.main(["--data", "synthetic", "--steps", "2", "--baseline-steps", "2", "--warmup", "1",
                          "--repeat", "2", "--shapes", "784-3-10", "--models", "1", "16", "160",
-                         "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)])
+                         "--denormal-steps", "0", "--devices", "cpu", "--peers", "torch_func", "--out", str(tmp_path)])
     assert status == 0
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert list(frame.columns) == bench.COLUMNS
@@ -79,8 +79,9 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
                     ("lossbench_eager", 16, "16 seeds"), ("lossbench_eager", 16, "2 seeds x 8 lrs"),
                     ("lossbench_eager", 160, "160 seeds"), ("lossbench_eager", 160, "20 seeds x 8 lrs"),
                     ("lossbench_eager", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "4 ensembles of 1 pair x 5 seeds x 8 lrs")]
-    assert frame.dtype.tolist() == ["float32", "float64"] + ["float32"] * 7 and set(frame.data) == {"synthetic"}
+                    ("lossbench_eager", 160, "4 ensembles of 1 pair x 5 seeds x 8 lrs"),
+                    ("torch_func", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs")]
+    assert frame.dtype.tolist() == ["float32", "float64"] + ["float32"] * 8 and set(frame.data) == {"synthetic"}
     assert frame.flush_denormal.between(0, 1).all() and (frame.trained_steps == 0).all()
     # the derived columns follow from the measured ones
     rate = frame.models * frame.steps / 5000 / frame.seconds
@@ -93,7 +94,7 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
         (1 / (epoch_s + frame.eval_s_per_epoch / frame.models)).tolist())
     assert frame.target.isna().all()  # issue 8 sets targets for 784-30-10 and 784-100-10 only
     printed = capsys.readouterr().out
-    assert "x plain" in printed and "2048x2048x2048 float32 matmul" in printed
+    assert "x plain" in printed and "x torch_func" in printed and "2048x2048x2048 float32 matmul" in printed
 
 
 @pytest.mark.slow
@@ -111,12 +112,36 @@ def test_flush_modes_run_in_fresh_processes_and_flush_what_they_say():
 
 def test_targets_are_shown_for_the_160_model_rows(small_data, tmp_path, capsys):
     bench.main(["--data", "synthetic", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--shapes",
-                "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)])
+                "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--peers",
+                "--out", str(tmp_path)])
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert frame.loc[frame.method.str.startswith("lossbench"), "target"].tolist() == [20.0] * 4
     assert frame.loc[~frame.method.str.startswith("lossbench"), "target"].isna().all()
     printed = capsys.readouterr().out
     assert "20 met" in printed or "20 NOT met" in printed
+
+
+def test_issue_13_targets_are_checked_on_the_sweep_layout_against_the_faster_peer():
+    rows = [dict(method="lossbench_eager", layout="sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs", shape="784-30-10",
+                 model_epochs_per_s=33.0, peak_share=0.41, train_eval_model_epochs_per_s=28.0, peak_gflops=380.0),
+            dict(method="lossbench_eager", layout="160 seeds", shape="784-30-10", model_epochs_per_s=99.0),
+            dict(method="torch_func", layout="sweep: ...", shape="784-30-10", model_epochs_per_s=3.0),
+            dict(method="jax", layout="sweep: ...", shape="784-30-10", model_epochs_per_s=17.0),
+            dict(method="lossbench_eager", layout="sweep: ...", shape="784-100-10", model_epochs_per_s=10.0,
+                 peak_share=0.44, train_eval_model_epochs_per_s=9.0, peak_gflops=380.0)]
+    frame = pd.DataFrame(rows).assign(trained_steps=0, device="cpu")
+    # 28 model-ep/s x 4.794 GFLOP / 380 GFLOP/s = 35.3% with evaluation; 33 / 17 = 1.94x jax, the faster peer
+    assert bench.peak_targets(frame).splitlines() == [
+        "issue 13, 784-30-10, the sweep's layout: training at 41.0% of peak (target 40%): met",
+        "issue 13, 784-30-10, the sweep's layout: with evaluation 35.3% (target 35%): met",
+        "issue 13, 784-30-10, the sweep's layout: 1.94x the faster peer (jax) (target 2x): NOT met",
+        "issue 13, 784-100-10, the sweep's layout: training at 44.0% of peak (target 45%): NOT met"]
+
+
+def test_without_jax_the_jax_row_is_skipped_with_a_note(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench.peers, "jax_available", lambda: False)
+    assert bench.parse_args(["--out", str(tmp_path)]).peers == ["torch_func"]
+    assert "pip install 'lossbench[bench]'" in capsys.readouterr().err
 
 
 def test_denormal_counter_counts_denormal_results_only():

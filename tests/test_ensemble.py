@@ -59,6 +59,82 @@ def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
             np.testing.assert_allclose(b[m, 0].numpy(), b_ref, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("sizes,init,l2", [((784, 12, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
+def test_windows_of_steps_equal_one_step_at_a_time(sizes, init, l2):
+    """The blocked first layer (Ensemble.window steps at once) is the same SGD as one step at a time, to
+    rounding: every pair, two seed groups sharing a first layer; 2 epochs of 23 steps, the last one short."""
+    data = synthetic_split(227)
+    cfg = TrainConfig(sizes=sizes, init=init, l2=l2, dtype=F64)
+    specs = [RunSpec(pair, lr, seed) for seed in (3, 4) for lr in (0.3, 0.03) for pair in PAIRS]
+    blocked, stepwise = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
+    stepwise.window = 1
+    assert blocked.window > 1 and 227 // 10 % blocked.window  # several windows and a shorter one each epoch
+    for _ in range(2):
+        metrics, metrics_stepwise = blocked.train_epoch(), stepwise.train_epoch()
+        for key, value in metrics_stepwise.items():
+            np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-13, err_msg=key)
+    for (w, b), (w1, b1) in zip(blocked.params(), stepwise.params()):
+        np.testing.assert_allclose(w.numpy(), w1.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b.numpy(), b1.numpy(), rtol=0, atol=1e-12)
+
+
+def test_strong_weight_decay_runs_one_step_at_a_time_and_stays_finite():
+    """eta lambda / n = 0.999 shrinks the weights 1000x a step; a window's corrections would scale deltas
+    by 1000^k, beyond float32 after 13 steps (20 steps here), so such an ensemble is not blocked."""
+    data = synthetic_split(200, dtype=torch.float32)
+    ens = Ensemble([RunSpec("sigmoid_ce", 0.999, 0)], TrainConfig(sizes=(784, 8, 10), l2=200.0), data)
+    ens.train_epoch()
+    assert all(torch.isfinite(t).all() for layer in ens.params() for t in layer)
+    assert ens.window == 1
+
+
+def test_next_epoch_batches_are_what_train_epoch_trains_on():
+    """The benchmark draws its batches with next_epoch_batches: run through run_steps they give train_epoch's
+    parameters, bit for bit (n = 95: nine full mini-batches and the book's last one of 5)."""
+    data = synthetic_split(95)
+    cfg = TrainConfig(sizes=(784, 6, 10), dtype=F64)
+    specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1)]
+    trained, stepped = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
+    trained.train_epoch()
+    full, last = stepped.next_epoch_batches()
+    assert full.shape == (9, stepped.S, 10) and last.shape == (1, stepped.S, 5)
+    stepped.run_steps(full)
+    stepped.run_steps(last)
+    for (w, b), (w1, b1) in zip(trained.params(), stepped.params()):
+        assert torch.equal(w, w1) and torch.equal(b, b1)
+
+
+@pytest.fixture
+def two_torch_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(two_torch_threads):
+    """On the CPU the groups are cut into one shard per torch thread, each trained in a thread of its own with
+    one torch thread; those threads inherit the flush-to-zero mode that importing lossbench.ensemble set."""
+    data = synthetic_split(40)
+    specs = [RunSpec("sigmoid_ce", 0.5, seed) for seed in range(5)]
+    ens = Ensemble(specs, TrainConfig(sizes=(784, 4, 10)), data)
+    assert [(shard.groups.start, shard.groups.stop) for shard in ens.shards] == [(0, 2), (2, 5)]
+    seen = []
+    tiny = torch.finfo(torch.float32).tiny
+    for shard in ens.shards:
+        shard._train = lambda batches, window: seen.append(
+            (batches.shape[1], torch.get_num_threads(), bool(torch.tensor(4 * tiny) / 8 == 0)))
+    ens.run_steps(ens.next_epoch_batches()[0])
+    assert sorted(seen) == [(2, 1, True), (3, 1, True)]
+    assert torch.get_num_threads() == 2
+
+
+def test_learning_rates_must_be_positive():
+    data = synthetic_split(20)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        Ensemble([RunSpec("sigmoid_ce", 0.0, 0)], TrainConfig(sizes=(784, 4, 10)), data)
+
+
 def test_last_partial_batch_follows_the_book():
     """n = 503 with m = 10: the last mini-batch has 3 examples and is averaged over 3, as in network.py."""
     data = synthetic_split(503)

@@ -381,6 +381,7 @@ def fake_split(n: int) -> Split:
 def test_the_ensemble_reports_progress_every_graph_of_steps_and_trains_the_same(monkeypatch):
     data, specs = fake_split(21), [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 3.0, 1)]
     cfg = TrainConfig(sizes=(784, 8, 10), batch_size=2, dtype=torch.float64)  # 10 full steps and a last one of 1
+    monkeypatch.setattr(ensemble, "WINDOW", 2)  # CPU windows of 2 steps, so that 4 steps are whole windows
     quiet, reporting, calls = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data), []
     plain = quiet.train_epoch()  # all 10 steps in one run_steps call (GRAPH_STEPS = 500)
     monkeypatch.setattr(ensemble, "GRAPH_STEPS", 4)  # a few steps show what 500 do
