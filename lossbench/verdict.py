@@ -220,7 +220,10 @@ def listing(items: list[str]) -> str:
 def changes_text(columns: list[tuple[str, dict]]) -> str:
     """Whether the set of first-ranked pairs changes between settings."""
     sets = {name: tuple(sorted(leaders(frames["profiles"]))) for name, frames in columns}
-    common = max(set(sets.values()), key=list(sets.values()).count)
+    values = list(sets.values())
+    # the most common set of leaders; a tie goes to the fewest pairs (the sharper statement), then to the
+    # first setting: never to a set's iteration order, which string hashing changes from process to process
+    common = min(values, key=lambda pairs: (-values.count(pairs), len(pairs)))
     changed = {name: pairs for name, pairs in sets.items() if pairs != common}
     if not changed:
         return f"**Where it changes.** Nowhere among the complete settings: first in each: {listing(list(common))}."

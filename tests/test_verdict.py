@@ -296,3 +296,16 @@ def test_a_damaged_setting_is_a_clear_error_not_an_unfinished_one(root, capsys):
     (root / "mnist_default" / "runs.csv").write_text("run_id,pair\nx,sigmoid_ce\n")
     assert cli.main(["verdict", str(root), "--no-plots"]) == 2
     assert "runs.csv: the header lacks column(s)" in capsys.readouterr().err
+
+
+def test_where_it_changes_breaks_a_tie_the_same_way_in_every_process():
+    """Two settings, each with its own leaders: the sharper statement (fewer pairs) is the common one, whatever
+    the order of the settings or the process's string hashing (a set's order changes with it)."""
+    def profiles(*firsts):
+        return pd.DataFrame({"pair": list(firsts) + ["linear_mse"], "rank_val_selected": [1] * len(firsts) + [2],
+                             "val_selected_mean": [0.95] * len(firsts) + [0.9]})
+    large = ("mnist_large", {"profiles": profiles("sigmoid_ce", "sigmoid_mse", "softmax_nll")})
+    default = ("mnist_default", {"profiles": profiles("softmax_nll")})
+    expected = ("**Where it changes.** First in most settings: softmax_nll; but in mnist_large: sigmoid_ce, "
+                "sigmoid_mse and softmax_nll.")
+    assert verdict.changes_text([large, default]) == verdict.changes_text([default, large]) == expected
