@@ -34,6 +34,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lossbench import grid
+from lossbench.choices import Engine, Init
 from lossbench.errors import UserError
 from lossbench.grid import seed_list  # noqa: F401 (bench.py's name for it, until issue 13's branch lands)
 
@@ -45,22 +46,10 @@ EXPERIMENTS_DIR = Path(resources.files("lossbench.experiments"))
 SCHEMA_NAME = "lossbench_schema"
 
 
-class Init(Enum):
-    large = "large"  # weights and biases N(0, 1) (ch. 1, network.py)
-    default = "default"  # weights N(0, 1)/sqrt(n_in), biases N(0, 1) (ch. 3, network2.py)
-
-
 class Device(Enum):
     auto = "auto"  # cuda when torch sees one, else cpu
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
-    auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
-    triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
-    graphs = "graphs"  # the eager steps replayed from CUDA graphs
-    eager = "eager"  # one step at a time, a few batched ops each
 
 
 class DType(Enum):

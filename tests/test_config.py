@@ -7,6 +7,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from lossbench import config, grid
+from lossbench.choices import Init
 from lossbench.config import CONF_DIR, EXPERIMENTS_DIR
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
@@ -31,7 +32,7 @@ def test_default_is_the_160_run_comparison(composer):
     assert list(cfg.sweep.lrs) == [0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0]
     assert grid.seed_list(cfg.sweep.seeds) == [0, 1, 2, 3, 4]
     assert len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(grid.seed_list(cfg.sweep.seeds)) == 160
-    assert list(cfg.model.sizes) == [784, 30, 10] and cfg.model.init == config.Init.large
+    assert list(cfg.model.sizes) == [784, 30, 10] and cfg.model.init == Init.large
     assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.l2) == (30, 10, 0.0)
     assert (cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size) == ("mnist", None, None, 10000)
     assert (cfg.device, cfg.dtype) == (config.Device.auto, config.DType.float32)
@@ -79,7 +80,7 @@ def test_book_studies_state_the_books_setting(composer, name):
     pair, eta, sizes, book = BOOK[name]
     cfg = composer(f"+experiment={name}")
     assert (list(cfg.sweep.pairs), list(cfg.sweep.lrs), list(cfg.model.sizes)) == ([pair], [eta], sizes)
-    assert (cfg.model.init, cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.l2) == (config.Init.large, 30, 10, 0.0)
+    assert (cfg.model.init, cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.l2) == (Init.large, 30, 10, 0.0)
     assert grid.seed_list(cfg.sweep.seeds) == list(range(20))
     assert list(cfg.study.book_test_acc) == [book] and cfg.study.chapter == int(name[len("nielsen_ch")])
     # the user can still override a study's values

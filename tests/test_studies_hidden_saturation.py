@@ -1,6 +1,6 @@
 """The hidden_saturation study: its per-layer statistics against a hand forward pass, a small run, its options.
 
-    python -m pytest tests/test_hidden_saturation.py
+    python -m pytest tests/test_studies_hidden_saturation.py
 """
 
 import os
@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_verdict import write_setting
 
-from lossbench import hidden_saturation, studies
+from lossbench.studies import command, hidden_saturation
 from lossbench.ensemble import init_params
 from lossbench.errors import UserError
 
@@ -49,10 +49,10 @@ def test_layer_statistics_match_a_hand_forward_pass():
 @pytest.mark.slow
 @needs_mnist
 def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("lossbench.studies.EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL)
     out = tmp_path / "out"
-    assert studies.main(["hidden_saturation", "--out", str(out)]) == 0
+    assert command.main(["hidden_saturation", "--out", str(out)]) == 0
     frame = pd.read_csv(out / "saturation.csv")
     assert len(frame) == 2 * 2 * 3 * 2  # pairs x seeds x epochs 0..2 x hidden layers
     assert frame[["mean_activation", "saturated"]].stack().between(0, 1).all()
@@ -70,16 +70,16 @@ def test_best_lrs_come_from_a_complete_setting_only(tmp_path):
                                                   "linear_mse": 0.5}
     write_setting(tmp_path / "half", keep=5)
     with pytest.raises(UserError, match="--best-lrs-from .*half: the sweep there is unfinished: 5 of 24 runs"):
-        studies.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
     with pytest.raises(UserError, match="--best-lrs-from does not apply to study toy_neuron"):
-        studies.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
+        command.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
 
 
 def test_bad_settings_are_user_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr("lossbench.studies.EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL.replace("sizes: [784, 8, 6, 10]", "sizes: [784, 10]"))
     with pytest.raises(UserError, match=r"sizes=\[784, 10\] has no hidden layer"):
-        studies.main(["hidden_saturation", "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--out", str(tmp_path / "o")])
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL.replace("pair: sigmoid_ce", "pair: tanh_ce"))
     with pytest.raises(UserError, match="pair\\(s\\) tanh_ce unknown"):
-        studies.main(["hidden_saturation", "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--out", str(tmp_path / "o")])
