@@ -361,7 +361,7 @@ def slowdown_columns() -> str:
 
 def bench_columns() -> str:
     from lossbench import bench
-    return columns_table("bench-columns", bench.COLUMNS)
+    return columns_table("bench-columns", bench.BENCH_COLUMNS)
 
 
 # --- layout ------------------------------------------------------------------------------

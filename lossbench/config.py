@@ -36,7 +36,6 @@ from omegaconf.errors import OmegaConfBaseException
 from lossbench import grid
 from lossbench.choices import Engine, Init
 from lossbench.errors import UserError
-from lossbench.grid import seed_list  # noqa: F401 (bench.py's name for it, until issue 13's branch lands)
 
 # conf/ and experiments/ are top-level in the repository and installed as the packages lossbench.conf
 # and lossbench.experiments (pyproject.toml's package-dir): a wheel holds them inside lossbench/, an

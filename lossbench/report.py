@@ -28,7 +28,7 @@ END = "<!-- lossbench report: end -->"
 ORDER = ["nielsen_ch1_h30", "nielsen_ch1_h100", "nielsen_ch3_h30", "nielsen_ch3_h100", "toy_neuron",
          "nielsen_ch5_gradients"]
 DISTRIBUTION = "seed_distribution.png"  # per sweep study: every run a mark, the best of 3, the book's number
-COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
+TABLE_COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
            "ours, best of 3 runs", "final / val-selected", f"runs peaking below {statistics.STUCK:.0%}", "command", "hardware",
            "torch", "wall time"]
 
@@ -126,7 +126,7 @@ def build_table(root: Path) -> str:
     directories = study_directories(root)
     if not directories:
         raise UserError(f"{root}: no study directory (one holding run_info.json) found.")
-    frame = pd.DataFrame([study_row(d) for d in directories]).reindex(columns=COLUMNS).fillna("-")
+    frame = pd.DataFrame([study_row(d) for d in directories]).reindex(columns=TABLE_COLUMNS).fillna("-")
     return frame.to_markdown(index=False) + "\n\n" + pictures_markdown(directories)
 
 

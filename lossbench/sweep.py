@@ -38,8 +38,6 @@ from tqdm import tqdm
 from lossbench import atomic, config, grid, provenance, statistics, tables
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.devices import resolve_device
-# bench.py's names for the grid's functions, until issue 13's branch (fastcpu), which changes bench.py, lands
-from lossbench.grid import ensembles  # noqa: F401
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.pairs import PAIRS
 from lossbench.results import columns, load, verify, write

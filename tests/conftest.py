@@ -44,3 +44,31 @@ def run_cli(capsys, tmp_path, monkeypatch):
     yield run
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+# --- the benchmark's data: MNIST's shape, a few hundred examples --------------------------------------------------
+def _shrunk(split):
+    return type(split)("synthetic", split.train_x[:300], split.train_y[:300], split.val_x[:50], split.val_y[:50],
+                       split.test_x[:50], split.test_y[:50])
+
+
+@pytest.fixture
+def small_split():
+    """A few hundred synthetic examples instead of 70,000: a run's shape, not its timing, is under test."""
+    from lossbench import timing
+    return _shrunk(timing.synthetic_split())
+
+
+@pytest.fixture
+def small_data(monkeypatch):
+    """The benchmark's synthetic data (timing.synthetic_split), shrunk as small_split."""
+    from lossbench import timing
+    full = timing.synthetic_split
+    monkeypatch.setattr(timing, "synthetic_split", lambda: _shrunk(full()))
+
+
+@pytest.fixture
+def default_sweep():
+    """The default sweep's ensembles, as `python -m lossbench sweep` builds them."""
+    from lossbench import config, timing
+    return timing.sweep_ensembles(config.compose_config())

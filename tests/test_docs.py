@@ -59,7 +59,7 @@ def test_group_options_and_studies_come_from_conf_and_experiments(gen):
 
 @pytest.mark.parametrize("table,columns", [
     ("runs-columns", columns.RUN_COLUMNS),
-    ("bench-columns", bench.COLUMNS),
+    ("bench-columns", bench.BENCH_COLUMNS),
     ("epochs-columns", ["run_id", "epoch", *columns.BASE_METRICS, "grad_b{l}", "grad_w{l}"]),
     ("summary-columns", ["best_val_mean", "peak_ci95", "reach95_epochs_mean", "best_lr", *statistics.CONFIG_COLUMNS]),
     ("slowdown-columns", ["out_grad_b", "out_hidden_ratio", "saturated_first"]),
