@@ -10,7 +10,7 @@ and after every epoch (and at initialization) measures, on the first `images` te
 paper did on 300 fixed test examples, per hidden layer l and model:
 
   mean_activation, std_activation   of a^l = sigma(z^l) over those images and the layer's units
-  saturated                         share of (image, unit) with sigma'(z^l) < ensemble.SATURATED (0.01),
+  saturated                         share of (image, unit) with sigma'(z^l) < ensemble_core.SATURATED (0.01),
                                     i.e. |z| > 4.6, a^l below 0.01 or above 0.99
 
 into saturation.csv (pair, lr, seed, epoch, layer, ..., test_acc) and saturation.png. The verdict
@@ -30,7 +30,8 @@ from omegaconf import MISSING
 from lossbench import verdict
 from lossbench.data import load_split
 from lossbench.choices import Init
-from lossbench.ensemble import SATURATED, Ensemble, RunSpec, TrainConfig
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
+from lossbench.ensemble_core import SATURATED
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS, sigmoid_prime
 
