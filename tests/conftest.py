@@ -1,8 +1,11 @@
-"""Shared test setup: real MNIST from ../shared/data/mnist unless LOSSBENCH_DATA says otherwise,
-and a decoded-data cache inside pytest's temporary directory, never ~/.cache."""
+"""Shared test setup and fixtures: real MNIST from ../shared/data/mnist unless LOSSBENCH_DATA says otherwise
+(tests marked `mnist` skip without it), a decoded-data cache inside pytest's temporary directory, never
+~/.cache, and the fixtures several test files use."""
 
 import logging
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -17,15 +20,21 @@ def pytest_configure(config):
     os.environ.setdefault("LOSSBENCH_DATA", str(SHARED_MNIST))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mnist` read the MNIST files: skipped, saying where they were looked for, without them."""
+    if Path(os.environ["LOSSBENCH_DATA"]).is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"MNIST not found at {os.environ['LOSSBENCH_DATA']} (set LOSSBENCH_DATA)")
+    for item in items:
+        if item.get_closest_marker("mnist"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _decoded_data_cache(tmp_path_factory):
     if "LOSSBENCH_CACHE" not in os.environ:
         os.environ["LOSSBENCH_CACHE"] = str(tmp_path_factory.mktemp("lossbench-cache"))
     yield
-
-
-def mnist_available() -> bool:
-    return Path(os.environ["LOSSBENCH_DATA"]).is_dir()
 
 
 @pytest.fixture
@@ -72,3 +81,30 @@ def default_sweep():
     """The default sweep's ensembles, as `python -m lossbench sweep` builds them."""
     from lossbench import config, timing
     return timing.sweep_ensembles(config.compose_config())
+
+
+# --- the data layer: isolated caches and a torchvision that never goes online ------------------------------------
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """A fresh disk cache and default data location under tmp_path, an empty in-process cache, and no
+    torchvision (CI's offline path)."""
+    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
+    from lossbench import data
+    data._decoded.cache_clear()
+
+
+@pytest.fixture
+def fake_torchvision(monkeypatch):
+    """install(download): a torchvision.datasets.MNIST whose constructor runs `download(root)` instead of going
+    online."""
+    def install(download):
+        datasets = types.ModuleType("torchvision.datasets")
+        datasets.MNIST = lambda root, **kwargs: download(Path(root))
+        torchvision = types.ModuleType("torchvision")
+        torchvision.datasets = datasets
+        monkeypatch.setitem(sys.modules, "torchvision", torchvision)
+        monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+
+    return install

@@ -10,8 +10,6 @@ import torch
 from lossbench import bench, cli, timing
 from lossbench.errors import UserError
 
-from conftest import mnist_available
-
 POSITIVE = ["models", "steps", "seconds", "model_epochs_per_s", "gflops", "peak_share", "eval_s_per_epoch",
             "train_eval_model_epochs_per_s", "peak_gflops"]
 
@@ -116,7 +114,7 @@ def test_sweep_overrides_set_the_sweep_layout_and_bad_ones_are_user_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not mnist_available(), reason="MNIST not found (LOSSBENCH_DATA)")
+@pytest.mark.mnist
 def test_full_times_a_real_sweep_end_to_end(tmp_path, capsys):
     overrides = ["optim.epochs=1", "data.train_size=100", "sweep.seeds=1", "sweep.lrs=[0.5]"]
     assert bench.main(["--data", "mnist", "--full", "--sweep-overrides", *overrides, "--shapes", "784-3-10",

@@ -44,14 +44,6 @@ def test_a_relative_path_in_an_error_is_shown_absolute(run_cli, tmp_path, args):
     assert code == 2 and str(tmp_path / "nothere") in stderr and " nothere" not in stderr
 
 
-# --- data install through the CLI ----------------------------------------------------------------------------------
-def test_data_install_without_the_files_is_one_message(run_cli, tmp_path):
-    code, _, stderr = run_cli("data", "install", "nowhere")
-    assert code == 2 and stderr == (f"error: cannot install MNIST from {tmp_path / 'nowhere'}: it does not exist. "
-                                    "Give the directory that holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                                    "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each raw or .gz).\n")
-
-
 # --- compare-runs ---------------------------------------------------------------------------------------------------
 def two_sweeps(tmp_path, changed_seed_peak=None, **config):
     """Sweep A (2 pairs x 2 lrs x 2 seeds, 3 epochs) and B, a copy whose sigmoid_ce lr 3 seed 1 run may differ."""

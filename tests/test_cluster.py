@@ -22,9 +22,6 @@ import pytest
 from lossbench import cli, config
 from lossbench.results import load
 
-needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                 reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
-
 PAIRS = "sweep.pairs=[sigmoid_ce,softmax_nll]"
 GRID = ["sweep.lrs=[0.5,3.0]", "sweep.seeds=4", "optim.epochs=3", "model.sizes=[784,8,10]",
         "data.train_size=300", "data.val_size=500", "dtype=float64"]
@@ -97,7 +94,7 @@ def test_a_launcher_without_multirun_or_its_plugin_is_one_message(monkeypatch, c
         "install lossbench with its cluster extra: pip install -e '.[cluster]'.\n")
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["shards on submitit_local", "pairs on the basic launcher"])
 def test_multirun_jobs_merge_into_the_single_process_results(tmp_path, single_process, split):
@@ -118,7 +115,7 @@ def test_multirun_jobs_merge_into_the_single_process_results(tmp_path, single_pr
     assert_same_runs(out, single_process)
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_a_failed_job_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, single_process):
     needs_submitit()
@@ -196,7 +193,7 @@ FAKE_SLURM = {
 }
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_the_slurm_launcher_config_runs_through_sbatch(tmp_path, single_process):
     needs_submitit()

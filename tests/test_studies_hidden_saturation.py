@@ -3,8 +3,6 @@
     python -m pytest tests/test_studies_hidden_saturation.py
 """
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,8 +13,6 @@ from lossbench.studies import command, hidden_saturation
 from lossbench.ensemble import init_params
 from lossbench.errors import UserError
 
-needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                 reason="MNIST not found (LOSSBENCH_DATA)")
 SMALL = """command: study
 study: {name: hidden_saturation, source: test}
 sizes: [784, 8, 6, 10]
@@ -47,7 +43,7 @@ def test_layer_statistics_match_a_hand_forward_pass():
 
 
 @pytest.mark.slow
-@needs_mnist
+@pytest.mark.mnist
 def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL)

@@ -6,8 +6,6 @@ The MNIST test reads LOSSBENCH_DATA (conftest.py defaults it to ../shared/data/m
 when it is absent.
 """
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,8 +15,6 @@ from lossbench.ensemble import init_params
 from lossbench.studies.command import main
 from lossbench.studies.nielsen_ch5_gradients import bias_gradient_norms
 
-needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                 reason="MNIST not found (LOSSBENCH_DATA)")
 
 
 def test_bias_gradient_is_the_mean_over_examples_of_the_backpropagated_delta():
@@ -35,7 +31,7 @@ def test_bias_gradient_is_the_mean_over_examples_of_the_backpropagated_delta():
     assert bias_gradient_norms(params, "sigmoid_ce", x, y) == pytest.approx(expected, rel=1e-12)
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_ch5_norms_on_a_few_seeds_are_finite_and_grow_toward_the_output(tmp_path):
     assert main(["nielsen_ch5_gradients", "--seeds", "4", "--out", str(tmp_path)]) == 0
     norms = pd.read_csv(tmp_path / "gradient_norms.csv")
