@@ -6,7 +6,6 @@
 import itertools
 import math
 import re
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -16,66 +15,12 @@ from lossbench import analysis, cli, comparisons, plots, statistics, tables
 from lossbench.errors import UserError
 from lossbench.results import load
 
-CONFIG = dict(sizes="784-30-10", init="large", batch_size=10, epochs=3, l2=0.0, dataset="mnist",
-              train_size=1000, dtype="float32")
-PAIR_PARTS = {"sigmoid_mse": ("sigmoid", "quadratic"), "sigmoid_ce": ("sigmoid", "cross_entropy"),
-              "softmax_nll": ("softmax", "log_likelihood"), "linear_mse": ("linear", "quadratic")}
-
-
-def make_run(pair, lr, seed, test, val=None, diverged_at=0, out_grad=0.2, hidden_grad=0.05, **config):
-    """(runs.csv row, epochs.csv rows) of one run; `test`/`val`: accuracies of epochs 1..E.
-
-    Epoch 0 has accuracy 0.1 and no gradients; grad_b{L} = out_grad and grad_b1 = hidden_grad at every
-    trained epoch; a diverged run's accuracies are NaN from epoch `diverged_at` on.
-    """
-    config = {**CONFIG, **config, "epochs": len(test)}
-    val = test if val is None else val
-    run_id = f"{pair}_lr{lr:g}_s{seed}_{zlib.crc32(repr(sorted(config.items())).encode()):08x}"
-    if diverged_at:
-        test = [acc if epoch < diverged_at else math.nan for epoch, acc in enumerate(test, 1)]
-        val = [acc if epoch < diverged_at else math.nan for epoch, acc in enumerate(val, 1)]
-    trained = [epoch for epoch, acc in enumerate(test) if not math.isnan(acc)]  # 0-based
-    selected = max(trained, key=val.__getitem__, default=None)  # the first epoch with the best val_acc
-    peak = max(trained, key=test.__getitem__, default=None)
-    activation, cost = PAIR_PARTS[pair]
-    row = dict(run_id=run_id, pair=pair, activation=activation, cost=cost, lr=lr, seed=seed,
-               sizes=config["sizes"], init=config["init"], batch_size=config["batch_size"],
-               epochs=config["epochs"], l2=config["l2"], dataset=config["dataset"],
-               train_size=config["train_size"], status="diverged" if diverged_at else "ok",
-               diverged_epoch=diverged_at or None, peak_test_acc=math.nan if peak is None else test[peak],
-               peak_epoch=None if peak is None else peak + 1, final_test_acc=test[-1],
-               val_selected_test_acc=math.nan if selected is None else test[selected],
-               val_selected_epoch=None if selected is None else selected + 1, wall_time_s=1.0,
-               device="cpu", dtype=config["dtype"], torch_version="2.13.0")
-    depth = len(config["sizes"].split("-")) - 1
-    saturated = 0.3 if activation == "sigmoid" else math.nan
-    epochs = [dict(run_id=run_id, epoch=0, train_cost=math.nan, val_acc=0.1, val_cost=1.0, test_acc=0.1,
-                   test_cost=1.0, test_saturated=saturated,
-                   **{f"grad_{kind}{layer}": math.nan for layer in range(1, depth + 1) for kind in "bw"})]
-    for epoch, (test_acc, val_acc) in enumerate(zip(test, val), 1):
-        grads = {f"grad_{kind}{layer}": hidden_grad for layer in range(1, depth) for kind in "bw"}
-        grads |= {f"grad_b{depth}": out_grad, f"grad_w{depth}": 2 * out_grad}
-        if math.isnan(test_acc):
-            grads = dict.fromkeys(grads, math.nan)
-        epochs.append(dict(run_id=run_id, epoch=epoch, train_cost=0.5, val_acc=val_acc, val_cost=0.5,
-                           test_acc=test_acc, test_cost=0.5, test_saturated=saturated / (epoch + 1), **grads))
-    return row, epochs
-
-
-def write_sweep(directory, runs):
-    """runs.csv and epochs.csv in `directory` from make_run results."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([row for row, _ in runs]).to_csv(directory / "runs.csv", index=False)
-    pd.DataFrame([epoch for _, epochs in runs for epoch in epochs]).to_csv(directory / "epochs.csv", index=False)
-    return directory
-
-
 def summarize_dir(directory):
     runs, epochs = load.load_results([directory])
     return statistics.summarize(runs, epochs).set_index(["pair", "lr"])
 
 
-def test_mean_std_and_t_interval_match_hand_computation(tmp_path):
+def test_mean_std_and_t_interval_match_hand_computation(make_run, write_sweep, tmp_path):
     # peaks 0.90, 0.92, 0.94: mean 0.92, sd 0.02, half-width t_{0.975,2} * sd / sqrt(3) = 4.302653 * 0.011547 = 0.049683
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, seed, [0.8, peak, peak - 0.01])
                            for seed, peak in enumerate([0.90, 0.92, 0.94])])
@@ -88,7 +33,7 @@ def test_mean_std_and_t_interval_match_hand_computation(tmp_path):
     assert cell["final_ci95"] == pytest.approx(0.049683, abs=1e-6)
 
 
-def test_epochs_to_threshold_counts_runs_that_reach_it(tmp_path):
+def test_epochs_to_threshold_counts_runs_that_reach_it(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("softmax_nll", 0.1, 0, [0.85, 0.91, 0.96]),
                            make_run("softmax_nll", 0.1, 1, [0.92, 0.93, 0.94])])
     cell = summarize_dir(tmp_path).loc[("softmax_nll", 0.1)]
@@ -96,14 +41,14 @@ def test_epochs_to_threshold_counts_runs_that_reach_it(tmp_path):
     assert (cell["reach95_n"], cell["reach95_epochs_mean"]) == (1, 3.0)
 
 
-def test_one_seed_has_no_interval_and_says_so(tmp_path):
+def test_one_seed_has_no_interval_and_says_so(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.94])])
     summary = statistics.summarize(*load.load_results([tmp_path]))
     assert summary["n"].tolist() == [1] and summary["peak_ci95"].isna().all()
     assert "95.00 (n=1, no CI)" in tables.terminal_summary(summary)
 
 
-def test_diverged_runs_are_counted_and_excluded(tmp_path):
+def test_diverged_runs_are_counted_and_excluded(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, 0, [0.9, 0.93, 0.94]),
                            make_run("sigmoid_mse", 3.0, 1, [0.9, 0.95, 0.96]),
                            make_run("sigmoid_mse", 3.0, 2, [0.99, 0.99, 0.99], diverged_at=2),
@@ -117,7 +62,7 @@ def test_diverged_runs_are_counted_and_excluded(tmp_path):
     assert "all diverged" in tables.terminal_summary(summary.reset_index())
 
 
-def test_best_lr_uses_validation_not_test_and_avoids_diverging_lrs(tmp_path):
+def test_best_lr_uses_validation_not_test_and_avoids_diverging_lrs(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [
         # lr 0.1: better test accuracy, worse validation accuracy
         make_run("sigmoid_ce", 0.1, 0, test=[0.90, 0.97, 0.97], val=[0.90, 0.94, 0.94]),
@@ -130,14 +75,14 @@ def test_best_lr_uses_validation_not_test_and_avoids_diverging_lrs(tmp_path):
     assert summary.loc[("sigmoid_ce", 0.5), "best_val_mean"] == pytest.approx(0.96)
 
 
-def test_best_lr_falls_back_to_diverging_lrs_when_all_diverge_somewhere(tmp_path):
+def test_best_lr_falls_back_to_diverging_lrs_when_all_diverge_somewhere(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("linear_mse", lr, seed, [0.8, acc, acc], diverged_at=2 if seed else 0)
                            for lr, acc in [(0.01, 0.85), (0.1, 0.88)] for seed in (0, 1)])
     summary = summarize_dir(tmp_path)
     assert summary.index[summary["best_lr"]].tolist() == [("linear_mse", 0.1)]
 
 
-def test_duplicate_run_ids_across_dirs_and_nested_multirun_dirs_count_once(tmp_path):
+def test_duplicate_run_ids_across_dirs_and_nested_multirun_dirs_count_once(make_run, write_sweep, tmp_path):
     first = [make_run("sigmoid_ce", 0.5, seed, [0.9, 0.92 + seed / 100, 0.91]) for seed in range(2)]
     # seed 1 again (same run_id), with other numbers: the first directory's copy is the one kept
     second = [make_run("sigmoid_ce", 0.5, 1, [0.9, 0.99, 0.91]), make_run("sigmoid_ce", 0.5, 2, [0.9, 0.94, 0.91])]
@@ -151,7 +96,7 @@ def test_duplicate_run_ids_across_dirs_and_nested_multirun_dirs_count_once(tmp_p
     assert cell["seeds"] == 3 and cell["peak_mean"] == pytest.approx(0.93)
 
 
-def test_mixed_configs_are_grouped_not_pooled(tmp_path):
+def test_mixed_configs_are_grouped_not_pooled(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]),
                            make_run("sigmoid_ce", 0.5, 0, [0.9, 0.97, 0.97], sizes="784-100-10"),
                            make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96], sizes="784-100-10", train_size=None)])
@@ -165,7 +110,7 @@ def test_mixed_configs_are_grouped_not_pooled(tmp_path):
     assert summary["best_lr"].all()
 
 
-def test_slowdown_gradients_and_lr_ratio(tmp_path):
+def test_slowdown_gradients_and_lr_ratio(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [
         make_run("sigmoid_mse", 3.0, 0, [0.9, 0.95, 0.95], out_grad=0.01, hidden_grad=0.04),
         make_run("sigmoid_mse", 3.0, 1, [0.9, 0.95, 0.95], out_grad=0.03, hidden_grad=0.04),
@@ -221,7 +166,7 @@ def test_bad_directories_raise_user_errors_naming_the_path(tmp_path, setup, mess
     assert str(tmp_path) in str(error.value)
 
 
-def test_missing_epochs_csv_bad_status_and_nonnumeric_column(tmp_path):
+def test_missing_epochs_csv_bad_status_and_nonnumeric_column(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
     runs_csv = tmp_path / "runs.csv"
     good = runs_csv.read_text()
@@ -242,7 +187,7 @@ def test_cli_reports_nonexistent_directory(tmp_path, capsys):
     assert f"error: {tmp_path / 'nowhere'}: no such directory" in capsys.readouterr().err
 
 
-def test_cli_writes_tables_and_plots(tmp_path, capsys):
+def test_cli_writes_tables_and_plots(make_run, write_sweep, tmp_path, capsys):
     runs = [make_run(pair, lr, seed, [0.6 + shift, 0.9 + shift, 0.93 + shift + seed / 200])
             for pair, grid in [("sigmoid_mse", [1.0, 3.0]), ("sigmoid_ce", [0.5, 1.0]), ("softmax_nll", [0.5])]
             for lr in grid for seed in range(3) for shift in [0.02 * (lr in (3.0, 0.5))]]
@@ -260,14 +205,14 @@ def test_cli_writes_tables_and_plots(tmp_path, capsys):
     assert re.search(r"\|\s*sigmoid_ce\s*\|\s*0\.5 \*\s*\|\s*3\s*\|\s*0\s*\|", (out / "summary.md").read_text())
 
 
-def test_default_output_is_first_dir_analysis(tmp_path):
+def test_default_output_is_first_dir_analysis(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
     assert analysis.main([str(tmp_path), "--no-plots"]) == 0
     assert sorted(path.name for path in (tmp_path / "analysis").iterdir()) == [
         "comparison.csv", "comparison.md", "ranking.csv", "slowdown.csv", "slowdown.md", "summary.csv", "summary.md"]
 
 
-def test_cli_plots_edge_groups(tmp_path):
+def test_cli_plots_edge_groups(make_run, write_sweep, tmp_path):
     """One seed, no hidden layer, and a group whose every run diverged (no plots for it)."""
     write_sweep(tmp_path / "0", [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]),
                                  make_run("softmax_nll", 0.5, 0, [0.9, 0.96, 0.96], sizes="784-10")])
@@ -285,7 +230,7 @@ def test_help_exits_zero(capsys):
 
 
 # --- paired comparisons, ranking, per-pair profiles ---------------------------------
-def test_paired_comparison_matches_hand_computation_matched_on_seed_not_row_order(tmp_path):
+def test_paired_comparison_matches_hand_computation_matched_on_seed_not_row_order(make_run, write_sweep, tmp_path):
     # peaks by seed; seed 4 of softmax_nll diverged and seed 5 exists for softmax_nll only: matched seeds 0-3.
     # differences 0.01, 0.03, -0.01, 0.02: mean 0.0125, sd 0.0170783, t = 1.46385 on 3 df, two-sided p = 0.239443,
     # half-width t_{0.975,3} sd / 2 = 3.182446 * 0.0085391 = 0.0271753: interval [-0.0146753, 0.0396753].
@@ -325,7 +270,7 @@ def test_ranks_count_only_intervals_that_exclude_zero():
     assert comparisons.ranks(flipped, ["a", "b", "c", "d"], "peak_test_acc") == {"a": 2, "b": 1, "c": 1, "d": 2}
 
 
-def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(tmp_path, capsys):
+def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(make_run, write_sweep, tmp_path, capsys):
     write_sweep(tmp_path / "sweep", [
         make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95]), make_run("sigmoid_ce", 0.5, 1, [0.9, 0.96, 0.96]),
         make_run("softmax_nll", 0.5, 1, [0.9, 0.94, 0.94]), make_run("softmax_nll", 0.5, 2, [0.9, 0.93, 0.93]),
@@ -339,7 +284,7 @@ def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(tmp_path, capsys):
     assert len(pd.read_csv(out / "ranking.csv")) == 3 and not (out / "comparison_g1.png").exists()
 
 
-def test_pair_profile_robustness_speed_and_reliability(tmp_path):
+def test_pair_profile_robustness_speed_and_reliability(make_run, write_sweep, tmp_path):
     # mean peaks: lr 0.1 0.946, 0.3 0.955 (best, also on validation), 1 0.9475 (seed 2 diverged), 3 0.55:
     # band = lrs within 1 point of 0.955 = 0.1..1 (half a point would keep 0.3 alone), robustness 10; in it
     # 7 runs, 1 diverged, 0 stuck. At lr 0.3 both runs first reach 95% at epoch 2 and never 97%.
@@ -358,7 +303,7 @@ def test_pair_profile_robustness_speed_and_reliability(tmp_path):
     assert profile["rank_val_selected"] == 1 and profile["rank_peak"] == 1
 
 
-def test_stuck_runs_in_the_band_count_as_unreliable(tmp_path):
+def test_stuck_runs_in_the_band_count_as_unreliable(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, 0, [0.8, 0.95, 0.95]),
                            make_run("sigmoid_mse", 3.0, 1, [0.8, 0.95, 0.95]),
                            make_run("sigmoid_mse", 3.0, 2, [0.5, 0.6, 0.6])])

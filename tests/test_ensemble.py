@@ -15,16 +15,6 @@ from lossbench.reference import sgd_epoch
 F64 = torch.float64
 
 
-def synthetic_split(n_train: int, n_eval: int = 100, seed: int = 0, dtype=F64) -> Split:
-    """Images with MNIST's shape and range, labels that a linear map can partly learn."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + 2 * n_eval
-    x = torch.rand(n, 784, generator=g, dtype=dtype)
-    y = (x[:, :10] * torch.arange(1, 11, dtype=dtype)).argmax(1)
-    return Split("synthetic", x[:n_train], y[:n_train], x[n_train:n_train + n_eval], y[n_train:n_train + n_eval],
-                 x[n_train + n_eval:], y[n_train + n_eval:])
-
-
 def reference_run(spec: RunSpec, cfg: TrainConfig, data: Split, epochs: int):
     """The same run in per-example NumPy: same initial weights, same batch order (the RNG protocol)."""
     g = torch.Generator().manual_seed(spec.seed)
@@ -40,9 +30,9 @@ def reference_run(spec: RunSpec, cfg: TrainConfig, data: Split, epochs: int):
 
 @pytest.mark.parametrize("pair", list(PAIRS))
 @pytest.mark.parametrize("sizes,init,l2", [((784, 30, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
-def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
+def test_matches_per_example_numpy_reference(learnable_split, pair, sizes, init, l2):
     """2 epochs on 500 examples, float64: every weight within 1e-9 of the book's per-example algorithm."""
-    data = synthetic_split(500)
+    data = learnable_split(500)
     cfg = TrainConfig(sizes=sizes, init=init, batch_size=10, l2=l2, dtype=F64)
     # Two seeds x two learning rates: exercises the seed groups that share the first layer. Linear
     # outputs are unbounded: at eta = 0.5 they diverge, and rounding differences grow without bound.
@@ -60,10 +50,10 @@ def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
 
 
 @pytest.mark.parametrize("sizes,init,l2", [((784, 12, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
-def test_windows_of_steps_equal_one_step_at_a_time(sizes, init, l2):
+def test_windows_of_steps_equal_one_step_at_a_time(learnable_split, sizes, init, l2):
     """The blocked first layer (Ensemble.window steps at once) is the same SGD as one step at a time, to
     rounding: every pair, two seed groups sharing a first layer; 2 epochs of 23 steps, the last one short."""
-    data = synthetic_split(227)
+    data = learnable_split(227)
     cfg = TrainConfig(sizes=sizes, init=init, l2=l2, dtype=F64)
     specs = [RunSpec(pair, lr, seed) for seed in (3, 4) for lr in (0.3, 0.03) for pair in PAIRS]
     blocked, stepwise = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
@@ -78,20 +68,20 @@ def test_windows_of_steps_equal_one_step_at_a_time(sizes, init, l2):
         np.testing.assert_allclose(b.numpy(), b1.numpy(), rtol=0, atol=1e-12)
 
 
-def test_strong_weight_decay_runs_one_step_at_a_time_and_stays_finite():
+def test_strong_weight_decay_runs_one_step_at_a_time_and_stays_finite(learnable_split):
     """eta lambda / n = 0.999 shrinks the weights 1000x a step; a window's corrections would scale deltas
     by 1000^k, beyond float32 after 13 steps (20 steps here), so such an ensemble is not blocked."""
-    data = synthetic_split(200, dtype=torch.float32)
+    data = learnable_split(200, dtype=torch.float32)
     ens = Ensemble([RunSpec("sigmoid_ce", 0.999, 0)], TrainConfig(sizes=(784, 8, 10), l2=200.0), data)
     ens.train_epoch()
     assert all(torch.isfinite(t).all() for layer in ens.params() for t in layer)
     assert ens.window == 1
 
 
-def test_next_epoch_batches_are_what_train_epoch_trains_on():
+def test_next_epoch_batches_are_what_train_epoch_trains_on(learnable_split):
     """The benchmark draws its batches with next_epoch_batches: run through run_steps they give train_epoch's
     parameters, bit for bit (n = 95: nine full mini-batches and the book's last one of 5)."""
-    data = synthetic_split(95)
+    data = learnable_split(95)
     cfg = TrainConfig(sizes=(784, 6, 10), dtype=F64)
     specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1)]
     trained, stepped = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
@@ -112,10 +102,10 @@ def two_torch_threads():
     torch.set_num_threads(threads)
 
 
-def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(two_torch_threads):
+def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(learnable_split, two_torch_threads):
     """On the CPU the groups are cut into one shard per torch thread, each trained in a thread of its own with
     one torch thread; those threads inherit the flush-to-zero mode that importing lossbench.ensemble set."""
-    data = synthetic_split(40)
+    data = learnable_split(40)
     specs = [RunSpec("sigmoid_ce", 0.5, seed) for seed in range(5)]
     ens = Ensemble(specs, TrainConfig(sizes=(784, 4, 10)), data)
     assert [(shard.groups.start, shard.groups.stop) for shard in ens.shards] == [(0, 2), (2, 5)]
@@ -129,15 +119,15 @@ def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(two_to
     assert torch.get_num_threads() == 2
 
 
-def test_learning_rates_must_be_positive():
-    data = synthetic_split(20)
+def test_learning_rates_must_be_positive(learnable_split):
+    data = learnable_split(20)
     with pytest.raises(ValueError, match="finite and > 0"):
         Ensemble([RunSpec("sigmoid_ce", 0.0, 0)], TrainConfig(sizes=(784, 4, 10)), data)
 
 
-def test_last_partial_batch_follows_the_book():
+def test_last_partial_batch_follows_the_book(learnable_split):
     """n = 503 with m = 10: the last mini-batch has 3 examples and is averaged over 3, as in network.py."""
-    data = synthetic_split(503)
+    data = learnable_split(503)
     cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
     spec = RunSpec("sigmoid_ce", 0.5, 7)
     ens = Ensemble([spec], cfg, data)
@@ -163,18 +153,18 @@ def assert_same_as_alone(specs, cfg, data, models, epochs=2):
     return ens
 
 
-def test_model_in_ensemble_of_160_equals_model_alone():
+def test_model_in_ensemble_of_160_equals_model_alone(learnable_split):
     """Model m's numbers depend only on its own spec, whatever shares its ensemble: 4 pairs x 2 lrs x 20 seeds."""
-    data = synthetic_split(200, n_eval=50)
+    data = learnable_split(200, n_eval=50)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
     specs = [RunSpec(pair, lr, seed) for seed in range(20) for lr in (0.1, 0.5) for pair in PAIRS]
     ens = assert_same_as_alone(specs, cfg, data, models=(0, 57, 98, 159))
     assert (ens.S, ens.G) == (80, 2)
 
 
-def test_irregular_ensemble_falls_back_to_one_model_per_group():
+def test_irregular_ensemble_falls_back_to_one_model_per_group(learnable_split):
     """Seeds holding different pairs cannot share the first layer; the numbers stay the same."""
-    data = synthetic_split(100, n_eval=50)
+    data = learnable_split(100, n_eval=50)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
     specs = [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 0.5, 0), RunSpec("sigmoid_ce", 0.1, 1),
              RunSpec("linear_mse", 0.05, 2)]
@@ -182,8 +172,8 @@ def test_irregular_ensemble_falls_back_to_one_model_per_group():
     assert (ens.S, ens.G) == (4, 1)
 
 
-def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
-    data = synthetic_split(300)
+def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical(learnable_split):
+    data = learnable_split(300)
     cfg = TrainConfig(sizes=(784, 10, 10), batch_size=10, dtype=torch.float32)
     good = [RunSpec("linear_mse", 0.01, 1), RunSpec("linear_mse", 0.02, 2)]
     with_bad = Ensemble(good + [RunSpec("linear_mse", 1e6, 3)], cfg, data)
@@ -200,10 +190,10 @@ def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
 
 
 @pytest.mark.parametrize("pair", list(PAIRS))
-def test_gradient_norm_metrics_equal_autograd_through_the_custom_function(pair):
+def test_gradient_norm_metrics_equal_autograd_through_the_custom_function(learnable_split, pair):
     """With one mini-batch per epoch, grad_b/grad_w are the norms of the gradient of the batch-mean cost,
     which autograd computes here through the pair's custom Function (so from its hand-derived backward)."""
-    data = synthetic_split(10)
+    data = learnable_split(10)
     cfg = TrainConfig(sizes=(784, 8, 6, 10), init="default", batch_size=10, dtype=F64)
     spec = RunSpec(pair, 0.1, 5)
     params = [(w.requires_grad_(), b.requires_grad_()) for w, b in init_params(spec.seed, cfg.sizes, cfg.init)]
@@ -221,8 +211,8 @@ def test_gradient_norm_metrics_equal_autograd_through_the_custom_function(pair):
     assert metrics["train_cost"][0] == pytest.approx(cost.item(), rel=1e-12)
 
 
-def test_evaluation_metrics_match_a_direct_computation():
-    data = synthetic_split(100, n_eval=300)
+def test_evaluation_metrics_match_a_direct_computation(learnable_split):
+    data = learnable_split(100, n_eval=300)
     cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
     spec = RunSpec("sigmoid_mse", 3.0, 11)
     ens = Ensemble([spec, RunSpec("sigmoid_mse", 0.3, 12)], cfg, data)
@@ -237,15 +227,15 @@ def test_evaluation_metrics_match_a_direct_computation():
     assert np.isnan(Ensemble([RunSpec("softmax_nll", 0.1, 1)], cfg, data).evaluate()["test_saturated"][0])
 
 
-def test_epoch_zero_row_has_eval_metrics_only():
-    data = synthetic_split(50)
+def test_epoch_zero_row_has_eval_metrics_only(learnable_split):
+    data = learnable_split(50)
     metrics = Ensemble([RunSpec("sigmoid_ce", 0.5, 0)], TrainConfig(sizes=(784, 5, 10)), data).evaluate()
     assert np.isnan(metrics["train_cost"][0]) and np.isnan(metrics["grad_b1"][0])
     assert 0 <= metrics["test_acc"][0] <= 1 and np.isfinite(metrics["val_cost"][0])
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_numbers():
-    data = synthetic_split(200)
+def test_checkpoint_resume_gives_the_uninterrupted_numbers(learnable_split):
+    data = learnable_split(200)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=torch.float32)
     specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1, 2)]
     straight = Ensemble(specs, cfg, data)
@@ -265,8 +255,8 @@ def test_checkpoint_resume_gives_the_uninterrupted_numbers():
         Ensemble(specs[:2], cfg, data).load_state_dict(state)
 
 
-def test_float32_run_learns_and_spec_order_is_kept():
-    data = synthetic_split(1000, dtype=torch.float32)
+def test_float32_run_learns_and_spec_order_is_kept(learnable_split):
+    data = learnable_split(1000, dtype=torch.float32)
     specs = [RunSpec("sigmoid_ce", 0.5, 2), RunSpec("sigmoid_ce", 0.5, 1), RunSpec("sigmoid_ce", 1e-9, 2)]
     ens = Ensemble(specs, TrainConfig(sizes=(784, 20, 10)), data)
     before = ens.evaluate()["val_acc"]
@@ -278,7 +268,7 @@ def test_float32_run_learns_and_spec_order_is_kept():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graphs_agree_with_cpu(monkeypatch):
+def test_cuda_graphs_agree_with_cpu(learnable_split, monkeypatch):
     """The graphed CUDA path against the CPU path, float64. 1,205 examples are 120 steps of 10 and one
     of 5: with GRAPH_STEPS = 50, an epoch replays the one captured graph twice, runs 20 steps eagerly
     and then the short batch."""
@@ -292,7 +282,7 @@ def test_cuda_graphs_agree_with_cpu(monkeypatch):
         return replay(graph)
 
     monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", counted_replay)
-    data = synthetic_split(1205)
+    data = learnable_split(1205)
     specs = [RunSpec("sigmoid_ce", lr, seed) for lr in (0.1, 0.5) for seed in (0, 1)]
     cpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64), data)
     gpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64, device="cuda", engine="graphs"), data)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_analysis import make_run, write_sweep
 
 from lossbench import cli, comparisons, literature, statistics, verdict
 from lossbench.errors import UserError
+from lossbench.studies import command, hidden_saturation
 from lossbench.results import load
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "verdict"
@@ -31,31 +31,35 @@ BEST = {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0, "linear_mse":
 CONFIG = "sweep:\n  pairs: [{pairs}]\n  lrs: [0.5, 1.0]\n  seeds: 3\nshard:\n  count: 1\n  index: 0\n"
 
 
-def run(pair, lr, seed, peak, **config):
-    """make_run of one PEAKS entry: test accuracies 0.4, peak, then the val-selected one (or peak - 0.01)."""
-    if peak is None:
-        return make_run(pair, lr, seed, [0.4, 0.4, 0.4], diverged_at=2, **config)
-    if isinstance(peak, tuple):
-        return make_run(pair, lr, seed, [0.4, *peak], val=[0.4, 0.9, 0.95], **config)
-    return make_run(pair, lr, seed, [0.4, peak, peak - 0.01], **config)
-
-
 def selected(values) -> list[float]:
     """The val-selected accuracies of a PEAKS entry."""
     return [value[1] if isinstance(value, tuple) else value for value in values]
 
 
-def write_setting(directory: Path, peaks=PEAKS, keep=None, **config) -> Path:
-    """A setting's sweep directory: config.yaml for the 4 pairs x 2 lrs x 3 seeds grid and the first `keep` runs."""
-    runs = [run(pair, lr, seed, peak, **config) for (pair, lr), values in peaks.items()
-            for seed, peak in enumerate(values)]
-    write_sweep(directory, runs[:keep])
-    (directory / "config.yaml").write_text(CONFIG.format(pairs=", ".join(dict.fromkeys(p for p, _ in peaks))))
-    return directory
+@pytest.fixture
+def write_setting(make_run, write_sweep):
+    """write_setting(directory, peaks=PEAKS, keep=None, **config): a setting's sweep directory, config.yaml for the
+    4 pairs x 2 lrs x 3 seeds grid and the first `keep` runs."""
+    def run(pair, lr, seed, peak, **config):
+        """make_run of one PEAKS entry: test accuracies 0.4, peak, then the val-selected one (or peak - 0.01)."""
+        if peak is None:
+            return make_run(pair, lr, seed, [0.4, 0.4, 0.4], diverged_at=2, **config)
+        if isinstance(peak, tuple):
+            return make_run(pair, lr, seed, [0.4, *peak], val=[0.4, 0.9, 0.95], **config)
+        return make_run(pair, lr, seed, [0.4, peak, peak - 0.01], **config)
+
+    def write(directory: Path, peaks=PEAKS, keep=None, **config) -> Path:
+        runs = [run(pair, lr, seed, peak, **config) for (pair, lr), values in peaks.items()
+                for seed, peak in enumerate(values)]
+        write_sweep(directory, runs[:keep])
+        (directory / "config.yaml").write_text(CONFIG.format(pairs=", ".join(dict.fromkeys(p for p, _ in peaks))))
+        return directory
+
+    return write
 
 
 @pytest.fixture
-def root(tmp_path):
+def root(tmp_path, write_setting):
     write_setting(tmp_path / "mnist_large")
     write_setting(tmp_path / "mnist_default", keep=10)  # unfinished: 10 of 24 runs
     return tmp_path
@@ -136,7 +140,7 @@ def test_missing_and_unfinished_settings_are_marked_not_fatal(tmp_path):
         tmp_path / "README.md").read_text()
 
 
-def test_a_setting_with_two_config_groups_gets_a_column_and_claims_per_group(tmp_path):
+def test_a_setting_with_two_config_groups_gets_a_column_and_claims_per_group(write_setting, tmp_path):
     write_setting(tmp_path / "mnist_large" / "a")
     golik = dict(PEAKS) | {("sigmoid_mse", 1.0): [0.5, 0.6, 0.55], ("sigmoid_mse", 0.5): [0.8, 0.85, 0.82]}
     write_setting(tmp_path / "mnist_large" / "b", golik, train_size=2000)  # g2: sigmoid_mse stuck at its best lr
@@ -148,7 +152,7 @@ def test_a_setting_with_two_config_groups_gets_a_column_and_claims_per_group(tmp
     assert "sigmoid_mse failed = 3; sigmoid_mse runs = 3" in claims.loc[("mnist_large g2", literature.GOLIK), "measurement"]
 
 
-def test_a_setting_missing_pairs_is_unfinished_even_with_every_run_of_its_grids(tmp_path):
+def test_a_setting_missing_pairs_is_unfinished_even_with_every_run_of_its_grids(write_setting, tmp_path):
     write_setting(tmp_path / "mnist_large_h100" / "sigmoid_ce", {k: v for k, v in PEAKS.items() if k[0] == "sigmoid_ce"})
     setting = verdict.load_setting(tmp_path, "mnist_large_h100")
     assert (setting.finished, setting.expected, setting.complete) == (6, 6, False)
@@ -189,7 +193,7 @@ def test_bootstrap_without_resampling_gives_the_summarys_best_lr(root):
     assert literature.bootstrap_best_lrs(timed, "sigmoid_mse", np.arange(3), np.array([[1, 1, 1]])).tolist() == [1.0]
 
 
-def test_bootstrap_breaks_ties_toward_the_smaller_lr_and_avoids_divergence(tmp_path):
+def test_bootstrap_breaks_ties_toward_the_smaller_lr_and_avoids_divergence(write_setting, tmp_path):
     peaks = dict(PEAKS)
     peaks["sigmoid_ce", 1.0] = peaks["sigmoid_ce", 0.5]  # a tie: the smaller lr, 0.5, as best_lr_flags
     peaks["softmax_nll", 1.0] = [0.99, None, 0.99]  # better, but seed 1 diverged: 0.5 unless seed 1 is not drawn
@@ -224,7 +228,7 @@ def test_hui_belkin_claims_orient_the_difference(root):
     assert figures["ratio"] == pytest.approx(np.std(PEAKS["linear_mse", 0.5], ddof=1) / np.std(PEAKS["softmax_nll", 0.5], ddof=1))
 
 
-def test_golik_claim_counts_stuck_and_diverged_runs_at_the_best_lrs(tmp_path):
+def test_golik_claim_counts_stuck_and_diverged_runs_at_the_best_lrs(write_setting, tmp_path):
     peaks = dict(PEAKS)
     peaks["sigmoid_mse", 1.0] = [0.5, 0.6, 0.55]  # now 0.5 is sigmoid_mse's best lr: all 3 runs stuck there
     peaks["sigmoid_mse", 0.5] = [0.8, 0.85, 0.82]
@@ -309,3 +313,16 @@ def test_where_it_changes_breaks_a_tie_the_same_way_in_every_process():
     expected = ("**Where it changes.** First in most settings: softmax_nll; but in mnist_large: sigmoid_ce, "
                 "sigmoid_mse and softmax_nll.")
     assert verdict.changes_text([large, default]) == verdict.changes_text([default, large]) == expected
+
+
+def test_the_hidden_saturation_study_takes_best_lrs_from_a_complete_setting_only(tmp_path, write_setting):
+    """`study hidden_saturation --best-lrs-from DIR` reads a verdict setting (here, as this file writes them)."""
+    write_setting(tmp_path / "mnist_deep")
+    runs = hidden_saturation.runs_at_best_lrs(tmp_path / "mnist_deep")
+    assert {run.pair: run.lr for run in runs} == {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0,
+                                                  "linear_mse": 0.5}
+    write_setting(tmp_path / "half", keep=5)
+    with pytest.raises(UserError, match="--best-lrs-from .*half: the sweep there is unfinished: 5 of 24 runs"):
+        command.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="--best-lrs-from does not apply to study toy_neuron"):
+        command.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
