@@ -10,9 +10,11 @@ import types
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from lossbench import cli
 
@@ -197,3 +199,82 @@ def _learnable_split(n_train: int, n_eval: int = 100, seed: int = 0, dtype=torch
 def learnable_split():
     """learnable_split(n_train, n_eval=100, seed=0, dtype=float64): a Split of MNIST's shape, learnable in part."""
     return _learnable_split
+
+
+# --- verdict settings: hand-made sweeps of 4 pairs x 2 lrs x 3 seeds --------------------------------------------
+# A verdict setting (tests/test_verdict.py, test_literature.py): peak test accuracy per (pair, lr) for seeds 0, 1, 2 (val = test, so the val-selected accuracy is the peak), or
+# (peak, val-selected) where validation peaks an epoch later than test; None: the run diverged. The best lrs
+# (validation): sigmoid_ce 0.5, softmax_nll 0.5, sigmoid_mse 1, linear_mse 0.5. sigmoid_mse peaks highest and
+# ranks 2nd on val-selected accuracy.
+VERDICT_PEAKS = {("sigmoid_ce", 0.5): [0.95, 0.96, 0.955], ("sigmoid_ce", 1.0): [0.93, 0.94, 0.935],
+         ("softmax_nll", 0.5): [0.948, 0.962, 0.951], ("softmax_nll", 1.0): [0.92, 0.93, 0.925],
+         ("sigmoid_mse", 0.5): [0.90, 0.91, 0.905], ("sigmoid_mse", 1.0): [(0.97, 0.94), (0.975, 0.945), (0.972, 0.942)],
+         ("linear_mse", 0.5): [0.80, 0.50, 0.85], ("linear_mse", 1.0): [None, None, None]}
+VERDICT_BEST = {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0, "linear_mse": 0.5}
+VERDICT_CONFIG = "sweep:\n  pairs: [{pairs}]\n  lrs: [0.5, 1.0]\n  seeds: 3\nshard:\n  count: 1\n  index: 0\n"
+
+
+@pytest.fixture
+def write_setting(make_run, write_sweep):
+    """write_setting(directory, peaks=verdict_peaks, keep=None, **config): a setting's sweep directory, config.yaml for the
+    4 pairs x 2 lrs x 3 seeds grid and the first `keep` runs."""
+    def run(pair, lr, seed, peak, **config):
+        """make_run of one PEAKS entry: test accuracies 0.4, peak, then the val-selected one (or peak - 0.01)."""
+        if peak is None:
+            return make_run(pair, lr, seed, [0.4, 0.4, 0.4], diverged_at=2, **config)
+        if isinstance(peak, tuple):
+            return make_run(pair, lr, seed, [0.4, *peak], val=[0.4, 0.9, 0.95], **config)
+        return make_run(pair, lr, seed, [0.4, peak, peak - 0.01], **config)
+
+    def write(directory: Path, peaks=None, keep=None, **config) -> Path:
+        peaks = VERDICT_PEAKS if peaks is None else peaks
+        runs = [run(pair, lr, seed, peak, **config) for (pair, lr), values in peaks.items()
+                for seed, peak in enumerate(values)]
+        write_sweep(directory, runs[:keep])
+        (directory / "config.yaml").write_text(VERDICT_CONFIG.format(pairs=", ".join(dict.fromkeys(p for p, _ in peaks))))
+        return directory
+
+    return write
+
+
+@pytest.fixture
+def verdict_root(tmp_path, write_setting):
+    """A verdict results directory: mnist_large complete, mnist_default unfinished (10 of 24 runs)."""
+    write_setting(tmp_path / "mnist_large")
+    write_setting(tmp_path / "mnist_default", keep=10)  # unfinished: 10 of 24 runs
+    return tmp_path
+
+
+
+
+@pytest.fixture
+def verdict_peaks():
+    """The settings' accuracies per (pair, lr): a copy, for a test to change."""
+    return dict(VERDICT_PEAKS)
+
+
+@pytest.fixture
+def verdict_best():
+    """Each pair's best lr in a setting written with verdict_peaks."""
+    return dict(VERDICT_BEST)
+
+
+def _t_interval(values) -> tuple[float, float]:
+    values = np.asarray(values)
+    return values.mean(), stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+@pytest.fixture
+def t_interval():
+    """t_interval(values): (mean, half-width of the two-sided 95% t-interval), by hand."""
+    return _t_interval
+
+
+@pytest.fixture
+def paired():
+    """paired(a, b): (mean, low, high) of a - b matched by index, with its 95% t-interval, by hand."""
+    def interval(a, b) -> tuple[float, float, float]:
+        mean, half = _t_interval(np.subtract(a, b))
+        return mean, mean - half, mean + half
+
+    return interval

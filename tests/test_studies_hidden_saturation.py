@@ -58,6 +58,19 @@ def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys)
     assert "lr: 3.0" in (out / "settings.yaml").read_text()
 
 
+def test_best_lrs_come_from_a_complete_setting_only(tmp_path, write_setting):
+    """`study hidden_saturation --best-lrs-from DIR` reads a verdict setting (conftest's write_setting)."""
+    write_setting(tmp_path / "mnist_deep")
+    runs = hidden_saturation.runs_at_best_lrs(tmp_path / "mnist_deep")
+    assert {run.pair: run.lr for run in runs} == {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0,
+                                                  "linear_mse": 0.5}
+    write_setting(tmp_path / "half", keep=5)
+    with pytest.raises(UserError, match="--best-lrs-from .*half: the sweep there is unfinished: 5 of 24 runs"):
+        command.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="--best-lrs-from does not apply to study toy_neuron"):
+        command.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
 def test_bad_settings_are_user_errors(tmp_path, monkeypatch):
     monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL.replace("sizes: [784, 8, 6, 10]", "sizes: [784, 10]"))
