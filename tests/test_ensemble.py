@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench import ensemble
 from lossbench.data import Split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, init_params
 from lossbench.pairs import PAIRS
@@ -292,3 +293,16 @@ def test_cuda_graphs_agree_with_cpu(learnable_split, monkeypatch):
     assert len(replays) == 4 and all(graph is gpu._graphs[50][1] for graph in replays)
     for key in m_cpu:
         np.testing.assert_allclose(m_gpu[key], m_cpu[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_the_ensemble_reports_progress_every_graph_of_steps_and_trains_the_same(learnable_split, monkeypatch):
+    data, specs = learnable_split(21, n_eval=50), [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 3.0, 1)]
+    cfg = TrainConfig(sizes=(784, 8, 10), batch_size=2, dtype=torch.float64)  # 10 full steps and a last one of 1
+    monkeypatch.setattr(ensemble, "WINDOW", 2)  # CPU windows of 2 steps, so that 4 steps are whole windows
+    quiet, reporting, calls = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data), []
+    plain = quiet.train_epoch()  # all 10 steps in one run_steps call (GRAPH_STEPS = 500)
+    monkeypatch.setattr(ensemble, "GRAPH_STEPS", 4)  # a few steps show what 500 do
+    reported = reporting.train_epoch(calls.append)
+    assert calls == [4, 8, 10]
+    for key, value in plain.items():
+        np.testing.assert_array_equal(value, reported[key], err_msg=key)

@@ -3,6 +3,7 @@
     python -m pytest tests/test_results_write.py
 """
 
+import fcntl
 import os
 import re
 
@@ -105,3 +106,29 @@ def test_lock_refuses_a_second_holder(tmp_path):
                 pass
     with write.directory_lock(tmp_path):  # released when the first holder ends
         pass
+
+
+def test_the_lock_exists_only_while_held(tmp_path):
+    with write.directory_lock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(UserError, match=f"another sweep \\(pid {os.getpid()}\\) is writing {tmp_path}"):
+            with write.directory_lock(tmp_path):
+                pass
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_file_deleted_by_its_holder_meanwhile_is_not_trusted(tmp_path, monkeypatch):
+    """Sweep B opens .lock; sweep A, finishing, deletes it and lets go; B's flock then succeeds on a
+    file no longer in the directory, while a third sweep could create and lock a new one."""
+    flock, calls = fcntl.flock, []
+
+    def holder_finishes_first(file, operation):
+        if not calls:
+            (tmp_path / ".lock").unlink()
+        calls.append(file)
+        return flock(file, operation)
+
+    monkeypatch.setattr(write.fcntl, "flock", holder_finishes_first)
+    with write.directory_lock(tmp_path):
+        assert len(calls) == 2  # the first lock was dropped, the file now in the directory locked
+        assert os.path.samestat((tmp_path / ".lock").stat(), os.fstat(calls[1].fileno()))
