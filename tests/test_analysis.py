@@ -6,7 +6,6 @@
 import re
 
 import pandas as pd
-import pytest
 
 from lossbench import analysis, cli
 
@@ -50,15 +49,6 @@ def test_cli_plots_edge_groups(make_run, write_sweep, tmp_path):
     assert sorted(path.name for path in (tmp_path / "analysis").glob("*.png")) == [
         "accuracy_vs_epoch_g1.png", "accuracy_vs_epoch_g3.png", "gradients_vs_epoch_g1.png",
         "gradients_vs_epoch_g3.png", "peak_vs_lr_g1.png", "peak_vs_lr_g3.png", "saturation_vs_epoch_g3.png"]
-
-
-def test_help_exits_zero(capsys):
-    with pytest.raises(SystemExit) as done:
-        analysis.main(["--help"])
-    assert done.value.code == 0 and "--out" in capsys.readouterr().out
-
-
-# --- paired comparisons, ranking, per-pair profiles ---------------------------------
 
 
 def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(make_run, write_sweep, tmp_path, capsys):

@@ -1,15 +1,19 @@
-"""Tests of the command line as a newcomer meets it: help without torch, hints for the common Hydra
-mistakes, `data install` and `compare-runs` through the CLI.
+"""Tests of the command line (lossbench/cli.py) as a newcomer meets it: help without torch, every command's help
+under its own name, an unknown command, paths in errors shown absolute.
 
     python -m pytest tests/test_cli.py
 
-No MNIST needed: the hints stop a sweep before it reads data, compare-runs reads hand-made CSVs.
+No MNIST needed: every case stops before a command reads data. The hints for bad overrides are
+tests/test_overrides.py's; each command's own behaviour, its module's test file's.
 """
 
 import subprocess
 import sys
 
 import pytest
+
+from lossbench import cli
+from lossbench.cli import COMMANDS
 
 
 # --- help, fast: without torch ------------------------------------------------------------------------------------
@@ -26,6 +30,21 @@ def test_help_prints_without_importing_torch(args):
         assert ("- 100" in done.stdout) == ("model=book_h100" in args)  # overrides apply to the config shown
     else:
         assert "compare-runs" in done.stdout and "data " in done.stdout
+
+
+@pytest.mark.parametrize("command", [name for name in COMMANDS if name != "sweep"])  # sweep's help is Hydra's: above
+def test_every_command_answers_help_under_its_own_name(command, capsys):
+    """`python -m lossbench COMMAND --help` reaches the command's module, which names itself as it is typed."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith(f"usage: python -m lossbench {command} ")
+    assert {"analyze": "--out", "gradcheck": "--device {cpu,cuda,auto}"}.get(command, "") in out
+
+
+def test_an_unknown_command_lists_the_commands(capsys):
+    assert cli.main(["analyse"]) == 2
+    assert capsys.readouterr().err == f"error: unknown command 'analyse'; choose one of: {', '.join(COMMANDS)}.\n"
 
 
 def test_a_launchers_config_prints_without_multirun(run_cli):

@@ -1,6 +1,6 @@
 """Tests of sweeps split into Hydra multirun jobs: shards, launchers, merging, a failed job, Slurm.
 
-    /work/venv/bin/python -m pytest tests/test_cluster.py
+    python -m pytest tests/test_cluster.py
 
 The sweeps need MNIST (LOSSBENCH_DATA) and the launcher tests the `cluster` extra
 (pip install -e '.[dev,cluster]': hydra-submitit-launcher). Every sweep here

@@ -1,7 +1,7 @@
 """Tests of `python -m lossbench sweep`: the CSVs, resuming after kill -9 / Ctrl-C, damaged checkpoints,
 a full disk, refusals, bad input.
 
-    /work/venv/bin/python -m pytest tests/test_sweep.py
+    python -m pytest tests/test_sweep.py
 
 Needs MNIST (LOSSBENCH_DATA; conftest.py defaults it to ../shared/data/mnist) and
 skips without it. Most runs train a few models on a few hundred images for one or
