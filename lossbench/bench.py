@@ -76,7 +76,7 @@ def sweep_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-class Table:
+class BenchCsv:
     """The rows so far; bench.csv is rewritten after each, so an interrupted run keeps what it measured."""
 
     def __init__(self, out: Path, data: str, names: dict[str, str]):
@@ -289,7 +289,7 @@ def main(argv: list[str]) -> int:
     devices = [torch.device(name) for name in args.devices]
     print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load "
           f"{os.getloadavg()[0]:.2f}; measuring the FP32 matmul peak ...", file=sys.stderr, flush=True)
-    table = Table(args.out, split.name, {d.type: hardware(d) for d in devices})
+    table = BenchCsv(args.out, split.name, {d.type: hardware(d) for d in devices})
     table.measure_peak(devices)
 
     for device in devices:

@@ -119,7 +119,7 @@ def load_split(name: str = "mnist", root: str | os.PathLike | None = None, train
 
 def read_idx(path: Path, ndim: int) -> Tensor:
     """The uint8 array [d1, ..., d_ndim] stored in IDX file `path` (gzipped when its name ends in .gz)."""
-    data = read_bytes(path)
+    data = read_idx_bytes(path)
     kind = "images" if ndim == 3 else "labels"
     # IDX header: two zero bytes, type code 0x08 (unsigned byte), ndim; then ndim big-endian uint32 sizes
     magic = 0x0800 | ndim
@@ -144,7 +144,7 @@ def read_idx(path: Path, ndim: int) -> Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header, count=size).reshape(dims)
 
 
-def read_bytes(path: Path) -> bytes:
+def read_idx_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
         return gzip.decompress(raw) if path.suffix == ".gz" else raw

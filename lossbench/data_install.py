@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lossbench.data import FILES, absolute, decode, default_dir, download, find_files, missing_files_problem, read_bytes
+from lossbench.data import (FILES, absolute, decode, default_dir, download, find_files, missing_files_problem,
+                            read_idx_bytes)
 from lossbench.errors import UserError
 
 # md5 of each uncompressed MNIST file, as published (the shared copy's README lists them; its
@@ -108,7 +109,7 @@ def _checked(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
     """Each role's shape, once all four files decode (the data layer's checks) and match MNIST_MD5."""
     decoded = decode(files)
     for role, path in files.items():
-        digest = hashlib.md5(read_bytes(path)).hexdigest()
+        digest = hashlib.md5(read_idx_bytes(path)).hexdigest()
         if digest != MNIST_MD5[role]:
             raise UserError(f"{path}: the md5 of its uncompressed bytes is {digest}, not MNIST's {MNIST_MD5[role]}: "
                             f"it is not the standard {FILES[role]} (another data set, or damaged), so nothing "

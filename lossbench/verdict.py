@@ -208,7 +208,7 @@ def verdict_text(settings: list[Setting]) -> list[str]:
     lines = [lead, ""]
     lines += [f"- **{name}**: {tables.ranking_takeaway(frames['profiles'], frames['comparisons'])}."
               for name, frames in columns]
-    lines += ["", changes_text(columns), "", evidence_text(columns), "", profile_text(columns)]
+    lines += ["", changes_text(columns), "", evidence_text(columns), "", robustness_text(columns)]
     return lines
 
 
@@ -256,7 +256,7 @@ def describe(row: pd.Series) -> str:
             f"over {row['n']} seeds (p_Holm = {tables.number(row['p_holm'], '.2g')})")
 
 
-def profile_text(columns: list[tuple[str, dict]]) -> str:
+def robustness_text(columns: list[tuple[str, dict]]) -> str:
     """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting."""
     parts = []
     for name, frames in columns:
@@ -335,7 +335,7 @@ def generated(root: Path, settings: list[Setting], claims: pd.DataFrame, missing
         "## Where the numbers come from", "", settings_table(settings), ""])
 
 
-def write_plots(settings: list[Setting]) -> None:
+def write_setting_plots(settings: list[Setting]) -> None:
     for setting in settings:
         if setting.finished:
             out = setting.directory / "analysis"
@@ -388,7 +388,7 @@ def main(argv: list[str]) -> int:
             print(f"{readme_path} and {claims_path} match the CSVs")
         return 1 if stale else 0
     if not args.no_plots:
-        write_plots(settings)
+        write_setting_plots(settings)
     readme_path.write_text(updated)
     claims_path.write_text(claims_csv)
     done = sum(setting.complete for setting in settings)
