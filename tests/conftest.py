@@ -5,6 +5,8 @@
 import logging
 import math
 import os
+import re
+import shutil
 import sys
 import types
 import zlib
@@ -278,3 +280,20 @@ def paired():
         return mean, mean - half, mean + half
 
     return interval
+
+
+# --- committed results, edited ---------------------------------------------------------------------------------------
+@pytest.fixture
+def edited_copy(tmp_path):
+    """edited_copy(directory, pattern, replacement): a copy of `directory` whose README.md has its first match of
+    `pattern` replaced (asserted to change it): what a hand edit of a generated table looks like."""
+    def copy(directory: Path, pattern: str, replacement: str) -> Path:
+        target = tmp_path / directory.name
+        shutil.copytree(directory, target)
+        readme = target / "README.md"
+        edited = re.sub(pattern, replacement, readme.read_text(), count=1)
+        assert edited != readme.read_text()
+        readme.write_text(edited)
+        return target
+
+    return copy

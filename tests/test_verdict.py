@@ -4,7 +4,6 @@
 """
 
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -138,15 +137,10 @@ def test_committed_verdict_matches_the_committed_csvs():
     assert verdict.main([str(RESULTS), "--check"]) == 0  # --check writes nothing
 
 
-def test_check_on_a_copy_of_the_committed_verdict_catches_an_edit(tmp_path):
+def test_check_on_a_copy_of_the_committed_verdict_catches_an_edit(edited_copy):
     if not (RESULTS / "README.md").exists():
         pytest.skip("results/verdict/README.md is not committed yet")
-    copy = tmp_path / "verdict"
-    shutil.copytree(RESULTS, copy)
-    readme = copy / "README.md"
-    edited = re.sub(r"\d\d\.\d\d ±", "99.99 ±", readme.read_text(), count=1)
-    assert edited != readme.read_text()
-    readme.write_text(edited)
+    copy = edited_copy(RESULTS, r"\d\d\.\d\d ±", "99.99 ±")
     assert verdict.main([str(copy), "--check"]) == 1
 
 
