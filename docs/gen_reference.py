@@ -4,7 +4,7 @@
 
 mkdocs runs this file as a hook (mkdocs.yml `hooks:`): a line `<!-- reference: NAME -->` in a
 page becomes the table NAME, built when the site is built from what the code says: the
-schema and conf/ (keys, defaults, group options), experiments/, results.py's and bench.py's
+schema and conf/ (keys, defaults, group options), experiments/, results/columns.py's and bench.py's
 column lists, analyze's output on the committed default comparison, the modules' docstrings.
 So no table copies a default or a column name that could drift from the code. What each key
 and column means is written here (MEANINGS); a key or column without a meaning, or a meaning
@@ -248,8 +248,8 @@ def schema_fields(schema, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def config_keys() -> str:
-    from lossbench import bench, config
-    cfg = bench.sweep_config([])  # as `python -m lossbench sweep` composes it, with no overrides
+    from lossbench import config
+    cfg = config.compose_config()  # as `python -m lossbench sweep` composes it, with no overrides
     fields = dict(schema_fields(config.SweepConfig))
     rows = []
     for names, meaning in described("config-keys", list(fields)):
@@ -327,27 +327,28 @@ def slurm_keys() -> str:
 
 # --- CSV columns -----------------------------------------------------------------------
 def runs_columns() -> str:
-    from lossbench import results
-    return columns_table("runs-columns", results.RUN_COLUMNS)
+    from lossbench.results import columns
+    return columns_table("runs-columns", columns.RUN_COLUMNS)
 
 
 def epochs_columns() -> str:
-    from lossbench import results
-    grads = results.metric_columns(3)[len(results.BASE_METRICS):]
+    from lossbench.results import columns
+    grads = columns.metric_columns(3)[len(columns.BASE_METRICS):]
     if grads != [f"grad_{kind}{layer}" for layer in (1, 2, 3) for kind in "bw"]:
-        raise ReferenceError(f"epochs-columns: results.metric_columns(3) ends with {grads}, not grad_b{{l}}, "
+        raise ReferenceError(f"epochs-columns: columns.metric_columns(3) ends with {grads}, not grad_b{{l}}, "
                              "grad_w{l} per layer; update epochs_columns() in docs/gen_reference.py.")
-    # run_id and epoch lead every row (results.py writes them before the metrics)
-    return columns_table("epochs-columns", ["run_id", "epoch", *results.BASE_METRICS, "grad_b{l}", "grad_w{l}"])
+    # run_id and epoch lead every row (columns.epoch_rows writes them before the metrics)
+    return columns_table("epochs-columns", ["run_id", "epoch", *columns.BASE_METRICS, "grad_b{l}", "grad_w{l}"])
 
 
 @functools.cache  # both analyze tables come from one load
 def _default_comparison():
     """analyze's tables of the committed default comparison: their columns are what analyze writes."""
-    from lossbench import analysis
-    runs, epochs = analysis.load_results([REPO / "results" / "default_comparison"])
-    summary = analysis.summarize(runs, epochs)
-    return summary, analysis.slowdown(runs, epochs, summary)
+    from lossbench import statistics
+    from lossbench.results import load
+    runs, epochs = load.load_results([REPO / "results" / "default_comparison"])
+    summary = statistics.summarize(runs, epochs)
+    return summary, statistics.slowdown(runs, epochs, summary)
 
 
 def summary_columns() -> str:
@@ -360,7 +361,7 @@ def slowdown_columns() -> str:
 
 def bench_columns() -> str:
     from lossbench import bench
-    return columns_table("bench-columns", bench.COLUMNS)
+    return columns_table("bench-columns", bench.BENCH_COLUMNS)
 
 
 # --- layout ------------------------------------------------------------------------------

@@ -17,492 +17,66 @@ peers, for the sweep's runs (lossbench.peers; --peers chooses):
 
 Each row trains --steps mini-batches per model (--baseline-steps for the plain loop and NumPy)
 after --warmup untimed ones, from a fresh initialization: model-epochs/s = models x steps / 5000
-(steps per epoch) / seconds. It then times one evaluation of all its models on validation +
-test, which every real epoch ends with, and combines the two into train+eval model-epochs/s.
-FLOPs are counted, not measured (`train_flops_per_example`), and set against the peak that a
-large float32 matmul reaches on the same device in the same run. The rows run as lossbench runs:
-importing lossbench.ensemble has every cpu thread flush denormal numbers to zero. Three last rows
-time the sweep's ensembles after some training with denormals not flushed, flushed by the main
-thread only, and flushed by all threads (`time_flush_modes`). --full adds the whole default sweep
-(`python -m lossbench sweep`, with --sweep-overrides) timed end to end.
+(steps per epoch) / seconds, and one evaluation on validation + test gives train+eval
+model-epochs/s; what a row trains and how it is timed is lossbench/timing.py's. FLOPs are
+counted, and set against the peak that a large float32 matmul reaches on the same device in
+the same run. The rows run as lossbench runs: importing lossbench.ensemble has every cpu thread
+flush denormal numbers to zero; three last rows time the sweep's ensembles after some training
+with denormals not flushed, flushed by the main thread only, and by all threads (the denormal
+study, lossbench/denormals.py). --full adds the whole default sweep (`python -m lossbench
+sweep`, with --sweep-overrides) timed end to end. This module writes bench.csv (the table, with
+the host's load beside each row) and prints it with the targets of issues 8 and 13.
 """
 
 import argparse
-import dataclasses
 import datetime
-import json
 import math
 import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from lossbench import config, peers, reference, sweep
-from lossbench.data import N_CLASSES, Split, load_split
-from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, choose_engine, init_params
+from lossbench import config, peers
+from lossbench.data import N_CLASSES
+from lossbench.denormals import flushed_share, time_flush_modes
+from lossbench.ensemble import GRAPH_STEPS
 from lossbench.errors import UserError
+from lossbench.provenance import cpu_seconds, hardware, other_cpu
+from lossbench.timing import (EPOCH_EXAMPLES, EPOCH_STEPS, N_INPUTS, PEAK_N, PEERS, Settings, Timing, bench_data,
+                              engines, fp32_peak_gflops, layouts, on_device, shape_name, sweep_ensembles, sweep_label,
+                              sweep_steps, time_ensembles, time_full_sweep, time_numpy_book, time_peer,
+                              time_plain_pytorch, train_gflop_per_model_epoch)
 
-EPOCH_EXAMPLES = 50_000  # the book's training set: a model-epoch is 50,000 examples
-BATCH = 10
-EPOCH_STEPS = EPOCH_EXAMPLES // BATCH
-N_INPUTS = 784
-PAIR = "sigmoid_ce"  # what BCEWithLogitsLoss, the plain loop's built-in loss, computes
-LR = 0.5  # the book's eta for that pair (ch. 3)
-PEAK_N = {"cpu": 2048, "cuda": 8192}  # the peak's matmul size: near peak on each, seconds at most
 BUSY = 0.1  # other processes' share of the cpus above which a row's timing is suspect
 TARGET_MODELS = 160
 PEAK_TARGETS = {"784-30-10": 0.40, "784-100-10": 0.45}  # issue 13: the sweep's layout on the cpu, training
 EVAL_TARGETS = {"784-30-10": 0.35}  # the same with its evaluation
 PEER_LEAD = 2.0  # and model-ep/s over the faster peer's (torch_func, jax) in the same run
 TARGETS = {("cpu", "784-30-10"): 20.0, ("cuda", "784-30-10"): 800.0, ("cuda", "784-100-10"): 300.0}  # issue 8
-COLUMNS = ["method", "shape", "models", "layout", "device", "dtype", "steps", "seconds", "model_epochs_per_s",
+BENCH_COLUMNS = ["method", "shape", "models", "layout", "device", "dtype", "steps", "seconds", "model_epochs_per_s",
            "gflops", "peak_share", "torch_version", "numpy_version", "device_name", "date",
            # beyond issue 8's list: the evaluation, and the setting and conditions of the row
            "eval_s_per_epoch", "train_eval_model_epochs_per_s", "peak_gflops", "data", "trained_steps",
            "flush_denormal", "denormal_share", "threads", "load1", "other_cpu", "target"]
 
 
-# --- FLOPs and the peak ------------------------------------------------------
-def train_flops_per_example(sizes: tuple[int, ...]) -> int:
-    """FLOPs (2 per multiply-add) of one example's SGD step: forward a W, 2 n_in n_out per layer;
-    weight gradient a^T delta (BP4), the same; delta W^T back through layers 2..L (BP2), the same again."""
-    layers = [2 * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-    return 2 * sum(layers) + sum(layers[1:])
 
-
-def train_gflop_per_model_epoch(sizes: tuple[int, ...]) -> float:
-    return train_flops_per_example(sizes) * EPOCH_EXAMPLES / 1e9
-
-
-def fp32_peak_gflops(device: torch.device) -> float:
-    """GFLOP/s of the fastest of 6 N x N x N float32 matmuls (N = PEAK_N), true FP32 (no TF32): the
-    peak that the rows are compared with, measured rather than taken from a datasheet."""
-    n = PEAK_N[device.type]
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        best = min(_seconds(lambda: a @ b, device) for _ in range(6))  # the first includes library set-up
-    finally:
-        torch.set_float32_matmul_precision(precision)
-    return 2 * n**3 / best / 1e9
-
-
-def _seconds(work: Callable[[], object], device: torch.device) -> float:
-    """Wall time of work(), waiting for the device before and after."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-# --- what one row measures ----------------------------------------------------
-@dataclass
-class Timing:
-    steps: int  # mini-batches per model in the timed window
-    train_s: float  # seconds of that window, all models of the row
-    eval_s: float  # seconds of one evaluation of all models on validation + test
-
-
-@dataclass
-class Settings:
-    steps: int
-    baseline_steps: int
-    warmup: int
-    repeat: int  # timed windows per row; the fastest counts
-
-
-def _windows(n_examples: int, s: Settings, steps: int, device) -> list[torch.Tensor]:
-    """Index blocks for the warm-up and `s.repeat` windows of `steps` mini-batches, from epoch permutations."""
-    sizes = [s.warmup * BATCH] + [steps * BATCH] * s.repeat
-    epochs = math.ceil(sum(sizes) / n_examples)
-    g = torch.Generator().manual_seed(0)
-    order = torch.cat([torch.randperm(n_examples, generator=g) for _ in range(epochs)]).to(device)
-    return list(order[:sum(sizes)].split(sizes))
-
-
-def _one_hot(labels: torch.Tensor) -> torch.Tensor:
-    return nn.functional.one_hot(labels, N_CLASSES).float()
-
-
-def time_plain_pytorch(sizes: tuple[int, ...], data: Split, s: Settings, device: torch.device) -> Timing:
-    """One model as users write it; its eval is one forward pass per set."""
-    torch.manual_seed(0)
-    layers = [m for n_in, n_out in zip(sizes[:-1], sizes[1:]) for m in (nn.Linear(n_in, n_out), nn.Sigmoid())]
-    model = nn.Sequential(*layers[:-1]).to(device)  # ends in logits: the loss applies the output sigmoid
-    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")  # the book's cross-entropy sums over the outputs (eq. 63)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    x, y = data.train_x, _one_hot(data.train_y)
-
-    def train(order: torch.Tensor):
-        for idx in order.split(BATCH):
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx]) / len(idx)
-            loss.backward()
-            optimizer.step()
-
-    @torch.no_grad()
-    def evaluate():
-        for xs, labels in ((data.val_x, data.val_y), (data.test_x, data.test_y)):
-            z = model(xs)
-            ((z.argmax(1) == labels).float().mean().item(), (loss_fn(z, _one_hot(labels)) / len(xs)).item())
-
-    warmup, *windows = _windows(len(x), s, s.baseline_steps, device)
-    train(warmup)
-    train_s = min(_seconds(lambda: train(order), device) for order in windows)
-    return Timing(s.baseline_steps, train_s, _seconds(evaluate, device))
-
-
-def time_numpy_book(sizes: tuple[int, ...], data: Split, s: Settings) -> Timing:
-    """One model in the book's per-example NumPy (float64, as network.py); its eval is network.py's
-    `evaluate`, a feedforward per example."""
-    params = init_params(0, sizes, "large")
-    weights, biases = [w.numpy() for w, _ in params], [b.numpy()[0] for _, b in params]
-    x, y = data.train_x.double().numpy(), np.eye(N_CLASSES)[data.train_y.numpy()]
-    evaluation_sets = [(xs.double().numpy(), labels.numpy())
-                       for xs, labels in ((data.val_x, data.val_y), (data.test_x, data.test_y))]
-
-    def train(xs: np.ndarray, ys: np.ndarray):
-        nonlocal weights, biases
-        weights, biases = reference.sgd_epoch(weights, biases, xs, ys, np.arange(len(xs)), BATCH, LR, PAIR)
-
-    def evaluate():
-        for xs, labels in evaluation_sets:
-            sum(int(np.argmax(_feedforward(weights, biases, a)) == label) for a, label in zip(xs, labels))
-
-    # each window's examples gathered before its timer, as network.py shuffles before its epoch
-    warmup, *windows = [(x[order], y[order]) for order in _windows(len(x), s, s.baseline_steps, "cpu")]
-    train(*warmup)
-    train_s = min(_seconds(lambda: train(*window), torch.device("cpu")) for window in windows)
-    return Timing(s.baseline_steps, train_s, _seconds(evaluate, torch.device("cpu")))
-
-
-def _feedforward(weights, biases, a):
-    for w, b in zip(weights, biases):
-        a = reference.sigmoid(a @ w + b)
-    return a
-
-
-def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
-                   device: torch.device, engine: str) -> Timing:
-    """The Ensembles of `groups`, one after another as the sweep trains its blocks; times summed."""
-    train_s = eval_s = 0.0
-    for specs in groups:
-        ensemble = Ensemble(specs, TrainConfig(sizes=sizes, device=device, engine=engine), data)
-        steps, seconds = time_steps(ensemble, s)
-        train_s += seconds
-        eval_s += _seconds(ensemble.evaluate, device)
-    return Timing(steps, train_s, eval_s)
-
-
-def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
-    """The Ensemble engines timed on `device`: eager; on cuda also graphs, and triton where it can run."""
-    if device.type != "cuda":
-        return ["eager"]
-    try:
-        choose_engine(TrainConfig(sizes=sizes, device=device, engine="triton"), [PAIR])
-    except UserError as err:
-        print(f"note: no lossbench_triton rows for {shape_name(sizes)}: {err}", file=sys.stderr)
-        return ["eager", "graphs"]
-    return ["eager", "graphs", "triton"]
-
-
-PEERS = {"torch_func": peers.TorchFunc, "jax": peers.Jax}
-
-
-def time_peer(peer: str, groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,
-              device: torch.device) -> Timing:
-    """A peer (lossbench.peers) training the runs of the Ensembles of `groups` from the same start and
-    batches, timed as time_steps times an Ensemble: s.warmup steps, then the fastest of s.repeat windows."""
-    train_s = eval_s = 0.0
-    for specs in groups:
-        runs = PEERS[peer](Ensemble(specs, TrainConfig(sizes=sizes, device=device), data))
-        batches = batch_indices(runs.ensemble, s.warmup + s.repeat * s.steps)
-        runs.run_steps(batches[:s.warmup])
-        runs.compile(s.steps)  # jax: compiled before the timer, as the warm-up compiles lossbench's graphs
-        train_s += min(_seconds(lambda: runs.run_steps(window), device) for window in batches[s.warmup:].split(s.steps))
-        eval_s += _seconds(runs.evaluate, device)
-    return Timing(s.steps, train_s, eval_s)
-
-
-def time_steps(ensemble: Ensemble, s: Settings) -> tuple[int, float]:
-    """(steps, seconds) of the fastest of s.repeat windows, each of s.steps steps after the warm-up.
-
-    Runs the steps the way train_epoch runs them (Ensemble.run_steps, through the ensemble's
-    engine): with graphs, windows are whole CUDA graphs and the warm-up is one graph, whose first
-    replay captures it; with triton, a window is one launch, and the warm-up's compiles the kernel.
-    """
-    steps, warmup = s.steps, s.warmup
-    if ensemble.engine == "graphs":
-        steps, warmup = math.ceil(steps / GRAPH_STEPS) * GRAPH_STEPS, GRAPH_STEPS
-
-    def run(batches):
-        ensemble.run_steps(batches)
-
-    batches = batch_indices(ensemble, warmup + s.repeat * steps)
-    run(batches[:warmup])
-    windows = batches[warmup:].split(steps)
-    return steps, min(_seconds(lambda: run(window), ensemble.device) for window in windows)
-
-
-def batch_indices(ensemble: Ensemble, steps: int) -> torch.Tensor:
-    """[steps, S, B] training-set indices per seed group: the full mini-batches of as many epochs as
-    needed, drawn as train_epoch draws them (Ensemble.next_epoch_batches)."""
-    epochs = [ensemble.next_epoch_batches()[0]]
-    while sum(map(len, epochs)) < steps:
-        epochs.append(ensemble.next_epoch_batches()[0])
-    return torch.cat(epochs)[:steps]
-
-
-# --- denormals ----------------------------------------------------------------
-class DenormalCounter(TorchDispatchMode):
-    """Counts denormal numbers among the results of the ops run under it (views compute nothing: skipped)."""
-
-    def __init__(self):
-        super().__init__()
-        self.denormal = self.results = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    self.denormal += int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
-                    self.results += t.numel()
-        return out
-
-    @property
-    def share(self) -> float:
-        return self.denormal / max(self.results, 1)
-
-
-def flushed_share() -> float:
-    """The share of a large parallel op's denormal results that come out as 0 in this process now.
-
-    torch.set_flush_denormal sets the calling thread's MXCSR only; OpenMP threads copy it when
-    they start, on the first parallel op. So this is 0 (off), 1 (on), or about 1 / threads when
-    only the main thread flushes (set after the threads started). lossbench.ensemble sets it on
-    import, before they start.
-    """
-    tiny = torch.finfo(torch.float32).tiny
-    return float((torch.full((1 << 22,), 4 * tiny) / 8 == 0).float().mean())
-
-
-FLUSH_MODES = ("off", "main thread", "on")
-CHILD = "import json, sys; from lossbench import bench; print(json.dumps(bench.flush_child(json.loads(sys.argv[1]))))"
-
-
-def time_flush_modes(groups: list[list[RunSpec]], sizes: tuple[int, ...], split: Split, s: Settings,
-                     trained: int) -> dict[str, dict]:
-    """Flush mode -> timing of the ensembles of `groups` on the cpu after `trained` steps (`flush_child`).
-
-    Saturated sigmoid nets produce denormal numbers (|x| < 1.2e-38 in float32), which x86 cores
-    handle in slow microcode unless flushed to zero. A flush mode must be set before the OpenMP
-    threads start, so each mode runs in a fresh process, one after another.
-    """
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "split.pt"
-        torch.save({f.name: getattr(split, f.name) for f in dataclasses.fields(split)}, data)
-        for mode in FLUSH_MODES:
-            params = dict(mode=mode, data=str(data), sizes=list(sizes), trained=trained, settings=dataclasses.asdict(s),
-                          threads=torch.get_num_threads(), groups=[[dataclasses.astuple(x) for x in g] for g in groups])
-            before = cpu_seconds()
-            child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(params)], capture_output=True, text=True)
-            if child.returncode:
-                raise RuntimeError(f"the flush-mode run ({mode}) failed:\n{child.stderr}")
-            results[mode] = json.loads(child.stdout.splitlines()[-1]) | {"other_cpu": other_cpu(before)}
-    return results
-
-
-def flush_child(params: dict) -> dict:
-    """The body of one `time_flush_modes` process: train, count denormals in a step, time, evaluate."""
-    mode, trained, s = params["mode"], params["trained"], Settings(**params["settings"])
-    torch.set_num_threads(params["threads"])
-    torch.set_flush_denormal(mode == "on")  # importing lossbench.ensemble turned it on
-    torch.ones(1 << 22).add_(1)  # starts the OpenMP threads now: they keep this mode
-    split = Split(**torch.load(params["data"]))
-    cfg = TrainConfig(sizes=tuple(params["sizes"]))
-    ensembles = [Ensemble([RunSpec(*spec) for spec in specs], cfg, split) for specs in params["groups"]]
-    torch.set_flush_denormal(mode != "off")  # the main thread only: the OpenMP threads keep theirs
-    cpu, counter = torch.device("cpu"), DenormalCounter()
-    batches = [batch_indices(e, trained + e.window + s.warmup + s.repeat * s.steps) for e in ensembles]
-    for e, b in zip(ensembles, batches):
-        e.run_steps(b[:trained])
-        torch.set_num_threads(1)  # one shard, in this thread: a dispatch mode sees only its own thread's ops
-        with counter:  # one window of steps (Ensemble.window)
-            e.run_steps(b[trained:trained + e.window])
-        torch.set_num_threads(params["threads"])
-        e.run_steps(b[trained + e.window:trained + e.window + s.warmup])
-    first = trained + max(e.window for e in ensembles) + s.warmup
-    windows = [sum(_seconds(lambda: e.run_steps(b[start:start + s.steps]), cpu) for e, b in zip(ensembles, batches))
-               for start in range(first, first + s.repeat * s.steps, s.steps)]
-    return dict(steps=s.steps, train_s=min(windows), eval_s=sum(_seconds(e.evaluate, cpu) for e in ensembles),
-                denormal_share=counter.share, flushed=flushed_share())
-
-
-# --- the default sweep ----------------------------------------------------------
 def sweep_config(overrides: list[str]) -> DictConfig:
-    """conf/config.yaml with `overrides`, as `python -m lossbench sweep OVERRIDES` composes it."""
-    config.register()
-    GlobalHydra.instance().clear()
+    """The sweep's config with --sweep-overrides, as `python -m lossbench sweep OVERRIDES` composes it, validated."""
     try:
-        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
+        cfg = config.compose_config(overrides)
     except HydraException as err:
         raise UserError(f"--sweep-overrides {' '.join(overrides)}: {err}") from None
-    finally:
-        GlobalHydra.instance().clear()
     config.validate(cfg)
     return cfg
 
 
-def sweep_ensembles(cfg: DictConfig) -> list[list[RunSpec]]:
-    """The sweep's ensembles, as `python -m lossbench sweep` builds them (one shard)."""
-    return list(sweep.ensembles(cfg, config.seed_list(cfg.sweep.seeds)).values())
-
-
-def _grid(specs: list[RunSpec]) -> str:
-    """'P pairs x S seeds x L lrs' of one ensemble's specs."""
-    counts = [(len({s.pair for s in specs}), "pair"), (len({s.seed for s in specs}), "seed"),
-              (len({s.lr for s in specs}), "lr")]
-    return " x ".join(f"{n} {word}{'s' * (n > 1)}" for n, word in counts)
-
-
-def sweep_label(ensembles: list[list[RunSpec]]) -> str:
-    return f"sweep: {len(ensembles)} ensemble{'s' * (len(ensembles) > 1)} of {_grid(ensembles[0])}"
-
-
-def layouts(models: int, sweep: list[list[RunSpec]], lrs: list[float]) -> dict[str, list[list[RunSpec]]]:
-    """Layout label -> the ensembles, trained one after another, that make up `models` models.
-
-    Every model its own seed (learning rates cycling through the sweep's), so no two share the
-    first layer's work; seed groups of the sweep's len(lrs) learning rates, in one ensemble; and,
-    at the sweep's size, the sweep's own ensembles, and its models in an ensemble per pair (the
-    sweep's layout before it mixed pairs in one ensemble).
-    """
-    k = len(lrs)
-    out = {f"{models} seed{'s' * (models > 1)}": [[RunSpec(PAIR, lrs[m % k], m) for m in range(models)]]}
-    if models > k and models % k == 0:
-        out[f"{models // k} seeds x {k} lrs"] = [[RunSpec(PAIR, lr, seed) for seed in range(models // k)
-                                                  for lr in lrs]]
-    if models == sum(map(len, sweep)):
-        out[sweep_label(sweep)] = sweep
-        specs = [s for e in sweep for s in e]
-        pairs = list(dict.fromkeys(s.pair for s in specs))
-        if len(pairs) > 1:
-            per_pair = [[s for s in specs if s.pair == pair] for pair in pairs]
-            out[f"{len(pairs)} ensembles of {_grid(per_pair[0])}"] = per_pair
-    return out
-
-
-def time_full_sweep(sizes: tuple[int, ...], device: torch.device, overrides: list[str], out: Path) -> float:
-    """Seconds of `python -m lossbench sweep OVERRIDES` for these sizes, in a fresh directory under `out`."""
-    from lossbench import sweep_cli  # a Hydra app: imported only when --full asks for it
-
-    run_dir = Path(tempfile.mkdtemp(prefix=f"full_sweep_{shape_name(sizes)}_{device.type}_", dir=out))
-    overrides = [*overrides, f"model.sizes=[{','.join(map(str, sizes))}]", f"device={device.type}",
-                 f"hydra.run.dir={run_dir}"]
-    start = time.perf_counter()
-    status = sweep_cli.main(overrides)
-    seconds = time.perf_counter() - start
-    if status:
-        raise UserError(f"the full sweep `python -m lossbench sweep {' '.join(overrides)}` stopped with status "
-                        f"{status}; its message is above.")
-    return seconds
-
-
-def sweep_steps(cfg: DictConfig) -> int:
-    """Mini-batches per model of a whole sweep: its epochs x steps per epoch (the last batch may be short)."""
-    n_train = cfg.data.train_size or EPOCH_EXAMPLES
-    return cfg.optim.epochs * math.ceil(n_train / cfg.optim.batch_size)
-
-
-# --- data, devices, rows ----------------------------------------------------------
-def synthetic_split(seed: int = 0) -> Split:
-    """MNIST's sizes (50,000 / 10,000 / 10,000 images of 784 pixels): uniform pixels, random labels."""
-    g = torch.Generator().manual_seed(seed)
-    n, m = EPOCH_EXAMPLES, 10_000  # training; validation and test each
-    x = torch.rand(n + 2 * m, N_INPUTS, generator=g)
-    y = torch.randint(N_CLASSES, (len(x),), generator=g)
-    return Split("synthetic", x[:n], y[:n], x[n:n + m], y[n:n + m], x[n + m:], y[n + m:])
-
-
-def bench_data(choice: str, root: str | None) -> Split:
-    """MNIST when available (or required), else synthetic data of its shape."""
-    if choice != "synthetic":
-        try:
-            split = load_split("mnist", root)
-        except UserError as err:
-            if choice == "mnist":
-                raise
-            print(f"note: timing on synthetic data of MNIST's shape; MNIST is not available: {err}", file=sys.stderr)
-        else:
-            if len(split.train_x) != EPOCH_EXAMPLES:
-                raise UserError(f"the MNIST training split holds {len(split.train_x)} images, not the book's "
-                                f"{EPOCH_EXAMPLES}; point --data-root at the standard MNIST files.")
-            return split
-    return synthetic_split()
-
-
-def on_device(split: Split, device: torch.device) -> Split:
-    """The split's tensors on `device`, as the sweep loads them."""
-    return dataclasses.replace(split, **{f.name: getattr(split, f.name).to(device)
-                                         for f in dataclasses.fields(split) if f.name != "name"})
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cpus"
-
-
-def cpu_seconds() -> tuple[float, float, float]:
-    """(wall, busy cpu seconds of the whole machine, cpu seconds of this process and its children)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    except (OSError, ValueError, IndexError):  # not Linux
-        busy = math.nan
-    t = os.times()
-    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
-
-
-def other_cpu(since: tuple[float, float, float]) -> float:
-    """The share of the machine's cpu time that other processes took since `since` (a cpu_seconds())."""
-    wall, busy, own = (b - a for a, b in zip(since, cpu_seconds()))
-    return max(0.0, busy - own) / (wall * os.cpu_count())
-
-
-def shape_name(sizes: tuple[int, ...]) -> str:
-    return "-".join(map(str, sizes))
-
-
-class Table:
+class BenchCsv:
     """The rows so far; bench.csv is rewritten after each, so an interrupted run keeps what it measured."""
 
     def __init__(self, out: Path, data: str, names: dict[str, str]):
@@ -549,7 +123,7 @@ class Table:
         self.since = cpu_seconds()
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        frame = pd.DataFrame(self.rows, columns=BENCH_COLUMNS)
         frame["peak_gflops"] = frame.device.map(self.peak)
         frame["peak_share"] = frame.gflops / frame.peak_gflops
         return frame
@@ -620,10 +194,10 @@ def legend(frame: pd.DataFrame, peak: dict[str, float], data: str) -> str:
         name = frame.loc[frame.device == device, "device_name"].iloc[0]
         lines.append(f"peak ({device}): {gflops:.1f} GFLOP/s, the best of a {n}x{n}x{n} float32 matmul measured "
                      f"at the start and the end of this run on {name}; 'of peak' is relative to it.")
-    lines += [f"eval s: one evaluation of all the row's models on validation + test (20,000 images), which every "
-              f"epoch ends with; train+eval: model-ep/s with it. x plain / x numpy: model-ep/s over the plain loop's "
-              f"(same device) and the book's NumPy's (cpu), same shape; x torch_func / x jax: over the peer's "
-              f"(lossbench.peers: the sweep's runs through torch.func and JAX; JAX uses XLA's own thread pool).",
+    lines += ["eval s: one evaluation of all the row's models on validation + test (20,000 images), which every "
+              "epoch ends with; train+eval: model-ep/s with it. x plain / x numpy: model-ep/s over the plain loop's "
+              "(same device) and the book's NumPy's (cpu), same shape; x torch_func / x jax: over the peer's "
+              "(lossbench.peers: the sweep's runs through torch.func and JAX; JAX uses XLA's own thread pool).",
               "flush: denormals flushed to 0 by no thread, by the main thread only (torch.set_flush_denormal "
               "called once the OpenMP threads run; the Ensemble's shard threads inherit the main thread's mode), "
               "or by all threads (lossbench: set on import); denormals: "
@@ -715,7 +289,7 @@ def main(argv: list[str]) -> int:
     devices = [torch.device(name) for name in args.devices]
     print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load "
           f"{os.getloadavg()[0]:.2f}; measuring the FP32 matmul peak ...", file=sys.stderr, flush=True)
-    table = Table(args.out, split.name, {d.type: device_name(d) for d in devices})
+    table = BenchCsv(args.out, split.name, {d.type: hardware(d) for d in devices})
     table.measure_peak(devices)
 
     for device in devices:

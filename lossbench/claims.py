@@ -6,7 +6,10 @@
 A Claim pairs a statement with the code that measures it (`measure` -> named figures) and the
 rule that decides it (`check` -> True: holds, False: does not hold, None: inconclusive, the data
 cannot tell). `expected` is the verdict known in advance (gradcheck's derivations: a measurement
-that starts to disagree is a bug); None for the open questions the sweeps decide.
+that starts to disagree is a bug); None for the open questions the sweeps decide. The studies
+(`python -m lossbench study`) measure the book's statements from a run's traces, where the
+measurement and the verdict come out together: `measured()` records those, with the book's own
+figure beside ours.
 """
 
 from dataclasses import dataclass
@@ -24,11 +27,12 @@ class Claim:
 
     text: str
     source: str
-    measure: Callable[[], dict[str, float]]
-    check: Callable[[dict[str, float]], bool | None]
+    measure: Callable[[], dict[str, float] | str]  # named figures, or the measurement in words
+    check: Callable[[dict[str, float] | str], bool | None]
     expected: bool | None = None
     criterion: str = ""  # the check in words, for readers of a claims table
     setting: str = ""  # where it was measured, when that matters (a verdict setting)
+    book: str = ""  # the source's own figure or words, to set beside ours (a study's claims)
 
     def evaluate(self) -> tuple[dict[str, float], bool | None]:
         figures = self.measure()
@@ -36,7 +40,14 @@ class Claim:
         return figures, None if verdict is None else bool(verdict)
 
 
-def measurement_text(figures: dict[str, float], spec: str = ".6g") -> str:
+def measured(text: str, book: str, measurement: str, holds: bool, criterion: str, source: str = "") -> Claim:
+    """A claim measured already, its measurement in words and its verdict found with it (a study's traces)."""
+    return Claim(text, source, lambda: measurement, lambda _: holds, criterion=criterion, book=book)
+
+
+def measurement_text(figures: dict[str, float] | str, spec: str = ".6g") -> str:
+    if isinstance(figures, str):
+        return figures
     return "; ".join(f"{name} = {value:{spec}}" for name, value in figures.items())
 
 

@@ -20,9 +20,9 @@ COMMANDS = {
     "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
     "report": ("lossbench.report", "rebuild results/README.md's book-vs-ours table from the committed CSVs"),
     "verdict": ("lossbench.verdict", "the verdict across settings: results/verdict/README.md and claims.csv from the CSVs"),
-    "study": ("lossbench.studies", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients, hidden_saturation"),
+    "study": ("lossbench.studies.command", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients, hidden_saturation"),
     "compare-runs": ("lossbench.compare", "how far two sweeps of the same config differ, run by run"),
-    "data": ("lossbench.data", "data install DIR_OR_URL: put MNIST where every command finds it, checked"),
+    "data": ("lossbench.data_install", "data install DIR_OR_URL: put MNIST where every command finds it, checked"),
 }
 
 

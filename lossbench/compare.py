@@ -20,20 +20,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench import analysis
+from lossbench import statistics
 from lossbench.errors import UserError
+from lossbench.results.load import load_results
+from lossbench.tables import number
 
 KEYS = ["run_id", "epoch"]
 
 
-def load(directory: str) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+def points_text(value: float) -> str:
+    """An accuracy (a fraction) in percentage points, unsigned; "-" for none."""
+    return number(100 * value, ".2f")
+
+
+def load_sweep(directory: str) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     path = Path(os.path.abspath(directory))  # absolute: it appears in messages and the report
-    return (path, *analysis.load_results([path]))
+    return (path, *load_results([path]))
 
 
-def describe(path: Path, runs: pd.DataFrame) -> str:
+def describe_sweep(path: Path, runs: pd.DataFrame) -> str:
     """What a sweep directory holds and where it ran: for the header, and for 'not comparable'."""
-    settings = "; ".join(sorted(analysis.label_groups(runs)["group"].unique()))
+    settings = "; ".join(sorted(statistics.label_groups(runs)["group"].unique()))
     counts = ", ".join(f"{k} {c}{'s' * (k != 1)}" for c in ("pair", "lr", "seed") for k in [runs[c].nunique()])
     where = sorted(set(runs["device"].astype(str) + ", torch " + runs["torch_version"].astype(str))
                    if {"device", "torch_version"} <= set(runs.columns) else [])
@@ -73,12 +80,8 @@ def compare(runs_a: pd.DataFrame, epochs_a: pd.DataFrame, runs_b: pd.DataFrame,
 
 def best_lrs(runs: pd.DataFrame, epochs: pd.DataFrame, shared: pd.Series) -> pd.Series:
     """pair -> best lr by `analyze`'s rule, over the shared runs only (like is compared with like)."""
-    summary = analysis.summarize(runs[runs["run_id"].isin(shared)], epochs[epochs["run_id"].isin(shared)])
+    summary = statistics.summarize(runs[runs["run_id"].isin(shared)], epochs[epochs["run_id"].isin(shared)])
     return summary[summary["best_lr"]].set_index("pair")["lr"]
-
-
-def points(value: float) -> str:
-    return "-" if pd.isna(value) else f"{100 * value:.2f}"
 
 
 def by_cell(table: pd.DataFrame) -> pd.DataFrame:
@@ -87,23 +90,23 @@ def by_cell(table: pd.DataFrame) -> pd.DataFrame:
         "runs": cells.size(),
         "identical": cells["identical"].sum(),
         "first diff. epoch": cells["first_diff_epoch"].min().map(lambda e: "-" if pd.isna(e) else str(e)),
-        "max |Δ test acc| (points)": cells["max_diff_test_acc"].max().map(points),
-        "max |Δ peak| (points)": cells["peak_diff"].apply(lambda d: d.abs().max()).map(points),
+        "max |Δ test acc| (points)": cells["max_diff_test_acc"].max().map(points_text),
+        "max |Δ peak| (points)": cells["peak_diff"].apply(lambda d: d.abs().max()).map(points_text),
     }).reset_index().assign(lr=lambda t: t["lr"].map("{:g}".format))
 
 
-def report(a: tuple, b: tuple, table: pd.DataFrame, per_metric: pd.DataFrame) -> str:
+def report_text(a: tuple, b: tuple, table: pd.DataFrame, per_metric: pd.DataFrame) -> str:
     (path_a, runs_a, epochs_a), (path_b, runs_b, epochs_b) = a, b
     n, same = len(table), int(table["identical"].sum())
     only_a, only_b = len(runs_a) - n, len(runs_b) - n
-    lines = [f"A: {path_a}\n   {describe(path_a, runs_a)}", f"B: {path_b}\n   {describe(path_b, runs_b)}",
+    lines = [f"A: {path_a}\n   {describe_sweep(path_a, runs_a)}", f"B: {path_b}\n   {describe_sweep(path_b, runs_b)}",
              f"compared: the {n} runs in both" + (f" ({only_a} only in A, {only_b} only in B, not compared)"
                                                   if only_a or only_b else ""),
              f"identical (status and every metric of every epoch, to the last bit): {same} of {n}"]
     worst = table["peak_diff"].abs().idxmax() if table["peak_diff"].abs().max() > 0 else None
     if worst is not None:
         row = table.loc[worst]
-        lines.append(f"largest peak test accuracy difference: {points(abs(row['peak_diff']))} points "
+        lines.append(f"largest peak test accuracy difference: {points_text(abs(row['peak_diff']))} points "
                      f"({row['pair']}, lr {row['lr']:g}, seed {row['seed']})")
     lines += ["", "by pair and lr (Δ = B - A):", by_cell(table).to_string(index=False), ""]
     best_a, best_b = (best_lrs(runs, epochs, table["run_id"]) for runs, epochs in ((runs_a, epochs_a), (runs_b, epochs_b)))
@@ -128,15 +131,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("dir_b", metavar="DIR_B", help="another sweep of the same config")
     parser.add_argument("--out", type=Path, metavar="FILE.csv", help="write the comparison of each run here")
     args = parser.parse_args(argv)
-    a, b = load(args.dir_a), load(args.dir_b)
+    a, b = load_sweep(args.dir_a), load_sweep(args.dir_b)
     if a[0] == b[0]:
         raise UserError(f"DIR_A and DIR_B are both {a[0]}; give two sweep directories to compare.")
     table, per_metric = compare(a[1], a[2], b[1], b[2])
     if table.empty:
         raise UserError(f"{a[0]} and {b[0]} share no run, so there is nothing to compare run by run: runs "
                         "compare when their run_ids are equal (the same pair, lr, seed and settings). "
-                        f"A holds {describe(*a[:2])}. B holds {describe(*b[:2])}.")
-    print(report(a, b, table, per_metric))
+                        f"A holds {describe_sweep(*a[:2])}. B holds {describe_sweep(*b[:2])}.")
+    print(report_text(a, b, table, per_metric))
     if args.out:
         try:
             per_run = table.drop(columns="max_diff_test_acc").join(per_metric.add_prefix("max_diff_"), on="run_id")

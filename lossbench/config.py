@@ -9,34 +9,32 @@ with `+experiment=NAME`; both ship inside the package (lossbench.conf, lossbench
 conf/config.yaml's defaults, so that a wrong type or an unknown key fails at
 composition; and it adds every sweep study in experiments/ as an option of the group
 `experiment`.
-`validate()` then checks what a type cannot say (a learning rate must be positive).
-`check_overrides()` composes the command line's overrides before Hydra runs and turns
-the common mistakes into one paragraph with a hint (a scalar for a list, a key close
-to a known one, a learning rate anywhere but sweep.lrs).
+`compose_config()` composes it as the sweep does, for every other user (bench, the docs'
+reference tables, the tests); `validate()` then checks what a type cannot say (a learning
+rate must be positive). The hints for bad overrides are lossbench/overrides.py's.
 
 torch is imported by the functions that need it, not here: `sweep --help` and a bad
 override compose the config without it, in well under a second.
 """
 
-import dataclasses
-import difflib
+import functools
 import math
-import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import OmegaConfBaseException
 
+from lossbench import grid
+from lossbench.choices import Engine, Init
 from lossbench.errors import UserError
 
 # conf/ and experiments/ are top-level in the repository and installed as the packages lossbench.conf
@@ -47,22 +45,10 @@ EXPERIMENTS_DIR = Path(resources.files("lossbench.experiments"))
 SCHEMA_NAME = "lossbench_schema"
 
 
-class Init(Enum):
-    large = "large"  # weights and biases N(0, 1) (ch. 1, network.py)
-    default = "default"  # weights N(0, 1)/sqrt(n_in), biases N(0, 1) (ch. 3, network2.py)
-
-
 class Device(Enum):
     auto = "auto"  # cuda when torch sees one, else cpu
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
-    auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
-    triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
-    graphs = "graphs"  # the eager steps replayed from CUDA graphs
-    eager = "eager"  # one step at a time, a few batched ops each
 
 
 class DType(Enum):
@@ -156,6 +142,7 @@ def sweep_studies() -> dict[str, DictConfig]:
     return studies
 
 
+@functools.cache  # once a process: the ConfigStore keeps what it holds, and experiments/ does not change
 def register() -> None:
     """Put the schema and the sweep studies (group `experiment`) into Hydra's ConfigStore."""
     store = ConfigStore.instance()
@@ -164,75 +151,33 @@ def register() -> None:
         store.store(group="experiment", name=name, node=study, package="_global_")
 
 
-def seed_list(seeds: Any) -> list[int]:
-    """sweep.seeds as the list of seeds: an int n means 0..n-1."""
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise UserError(f"sweep.seeds={seeds} asks for no runs; give a count >= 1 (seeds 0..n-1) "
-                            "or a list of seeds, e.g. sweep.seeds=[0,1,2].")
-        return list(range(seeds))
-    listed = OmegaConf.to_object(seeds) if OmegaConf.is_list(seeds) else None
-    ok = listed and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in listed)
-    if not ok:
-        raise UserError(f"sweep.seeds={seeds} is neither a count >= 1 nor a non-empty list of seeds "
-                        "(integers >= 0); e.g. sweep.seeds=5 or sweep.seeds=[0,1,2].")
-    _require_unique("sweep.seeds", listed)
-    return listed
+@contextmanager
+def hydra_on_conf() -> Iterator[None]:
+    """Hydra initialized on conf/ with the schema and the sweep studies registered, cleared before and
+    after: inside, hydra.compose(config_name="config", ...) composes as `python -m lossbench sweep` does."""
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+    finally:
+        GlobalHydra.instance().clear()
 
 
-def seed_blocks(seeds: list[int], per_seed: int, ensemble_size: int) -> list[list[int]]:
-    """`seeds` in consecutive blocks of as many seeds as keep a block's per_seed x len(block) models
-    within ensemble_size (at least one seed a block): a block is one ensemble."""
-    size = max(1, ensemble_size // per_seed)
-    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
-
-
-def shard_seeds(seeds: list[int], count: int, index: int) -> list[int]:
-    """Block `index` of `seeds` cut into `count` contiguous blocks whose sizes differ by at most
-    one (shard.count, shard.index; e.g. 5 seeds in 2 blocks: [0, 1] and [2, 3, 4])."""
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"shard.index={index} with shard.count={count}: the index must be in 0..count-1 "
-                        "(count >= 1), e.g. --multirun shard.count=4 'shard.index=range(4)'.")
-    if count > len(seeds):
-        raise UserError(f"shard.count={count} is more than the {len(seeds)} seeds in sweep.seeds; "
-                        f"seeds are what shards split, so use at most {len(seeds)} shards.")
-    start, stop = (len(seeds) * k // count for k in (index, index + 1))
-    return seeds[start:stop]
-
-
-def _require_unique(key: str, values: list) -> None:
-    seen = set()
-    for value in values:
-        if value in seen:
-            raise UserError(f"{key} lists {value!r} twice; each value gives one set of runs, list it once.")
-        seen.add(value)
-
-
-def _added_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
-    """Keys of `node` that `schema` lacks: Hydra's `+key=value` adds them despite the schema."""
-    fields = {f.name: f.type for f in dataclasses.fields(schema)}
-    added = []
-    for key in node:
-        if key not in fields:
-            added.append(prefix + key)
-        elif dataclasses.is_dataclass(fields[key]):
-            added += _added_keys(node[key], fields[key], f"{prefix}{key}.")
-    return added
-
-
-def require_known_keys(cfg: DictConfig) -> None:
-    """UserError for a key the schema lacks: Hydra's `+key=value` adds one despite the schema."""
-    added = _added_keys(cfg, SweepConfig)
-    if added:
-        raise UserError(f"unknown config key {added[0]} (a `+` override adds a key, it does not make one "
-                        f"known); {key_hint(added[0], OmegaConf.select(cfg, added[0]))}")
+def compose_config(overrides: list[str] = (), hydra: bool = False) -> DictConfig:
+    """conf/config.yaml with `overrides`, as `python -m lossbench sweep OVERRIDES` composes it, and with
+    Hydra's own node if `hydra`. Hydra's exceptions pass through (overrides.py turns them into hints)."""
+    with hydra_on_conf():
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def validate(cfg: DictConfig) -> None:
     """Check the values that the schema's types allow but the sweep cannot use (UserError)."""
     import torch  # here, not at the top: see the module's docstring
 
+    from lossbench.devices import resolve_device
     from lossbench.ensemble import TrainConfig, choose_engine
+    from lossbench.overrides import require_known_keys  # it imports this module
     from lossbench.pairs import PAIRS
 
     require_known_keys(cfg)
@@ -242,7 +187,7 @@ def validate(cfg: DictConfig) -> None:
     for name in pairs:
         if name not in PAIRS:
             raise UserError(f"unknown pair {name!r} in sweep.pairs; the pairs are: {', '.join(PAIRS)}.")
-    _require_unique("sweep.pairs", pairs)
+    grid.require_unique("sweep.pairs", pairs)
 
     lrs = list(cfg.sweep.lrs)
     if not lrs:
@@ -254,8 +199,8 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"learning rate {lr} in sweep.lrs is not a finite positive number in {cfg.dtype.value}; "
                             "give learning rates > 0, e.g. sweep.lrs=[0.5,3.0].")
     # run ids spell the rate with 6 significant digits ({lr:g}): two rates must not collide there
-    _require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
-    shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
+    grid.require_unique("sweep.lrs (to 6 significant digits)", [f"{lr:g}" for lr in lrs])
+    grid.job_seeds(cfg)
     if cfg.sweep.ensemble_size < 1:
         raise UserError(f"sweep.ensemble_size={cfg.sweep.ensemble_size}: an ensemble holds at least 1 model.")
 
@@ -272,120 +217,10 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"optim.batch_size={cfg.optim.batch_size}: a mini-batch holds at least 1 example.")
     if not (math.isfinite(cfg.optim.l2) and cfg.optim.l2 >= 0):
         raise UserError(f"optim.l2={cfg.optim.l2} is not a finite number >= 0 (the L2 weight lambda).")
-    if cfg.device == Device.cuda and not torch.cuda.is_available():
-        raise UserError("device=cuda, but this torch build sees no CUDA device; use device=cpu or device=auto.")
+    device = resolve_device(cfg.device.value)  # cuda without a CUDA device: a UserError
     # an engine that cannot run here says so now, before the sweep directory is written
-    choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=resolve_device(cfg.device),
+    choose_engine(TrainConfig(sizes=tuple(sizes), batch_size=cfg.optim.batch_size, device=device,
                               engine=cfg.engine.value), pairs)
-
-
-# --- hints for the common override mistakes ----------------------------------
-# Keys a newcomer writes for the learning rate; the sweep takes a list of them, sweep.lrs.
-LEARNING_RATE_NAMES = {"lr", "lrs", "eta", "etas", "learning_rate", "learning_rates", "learningrate", "step_size"}
-GROUPS = ("data", "model", "optim", "sweep", "pair", "experiment")  # conf/'s groups, + experiments/
-
-
-def schema_keys(schema: type = SweepConfig, prefix: str = "") -> dict[str, Any]:
-    """Every key of the schema, nested ones dotted ("optim", "optim.epochs", ...), -> its type."""
-    keys = {}
-    for f in dataclasses.fields(schema):
-        keys[prefix + f.name] = f.type
-        if dataclasses.is_dataclass(f.type):
-            keys |= schema_keys(f.type, f"{prefix}{f.name}.")
-    return keys
-
-
-def as_list_text(value: Any) -> str:
-    """`value` written as a list override: 0.5 -> [0.5], [0.5, 3.0] -> [0.5,3.0]."""
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value)
-    return "[" + ",".join(map(str, value if isinstance(value, (list, tuple)) else [value])) + "]"
-
-
-def key_hint(key: str, value: Any) -> str:
-    """What to write instead of the unknown key `key` (given `value`), as a sentence: sweep.lrs for
-    a learning rate, else the known keys close to it, else where the known keys are listed."""
-    leaf = key.rsplit(".", 1)[-1].lower().replace("-", "_")
-    if leaf in LEARNING_RATE_NAMES:
-        return (f"learning rates are one list for the whole sweep, the key sweep.lrs: write "
-                f"sweep.lrs={as_list_text(value)}.")
-    known = list(dict.fromkeys([*schema_keys(), *GROUPS]))
-    # the whole key (optim.epoch -> optim.epochs), or its last part elsewhere (seeds -> sweep.seeds)
-    close = difflib.get_close_matches(key, known, n=2, cutoff=0.8)
-    close += [k for k in known if k not in close and k != key
-              and difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.8)]
-    if close:
-        return f"did you mean {' or '.join(close[:3])}?"
-    return "`python -m lossbench sweep --cfg job` shows the keys there are."
-
-
-def one_paragraph(message: str) -> str:
-    """Hydra's or OmegaConf's message on one line, without its config search path and node types."""
-    noise = ("full_key:", "reference_type=", "object_type=")
-    kept = []
-    for line in map(str.strip, message.splitlines()):
-        if line.startswith("Config search path"):
-            break
-        if line and not line.startswith(noise):
-            kept.append(line.rstrip(".:"))
-    return "; ".join(kept)
-
-
-def check_overrides(overrides: list[str], multirun: bool = False) -> None:
-    """Compose the config from `overrides` as Hydra will, and raise a UserError with a hint for
-    what it rejects: Hydra would print several lines with no hint and exit 1.
-
-    Sweeps of values (a,b / glob() / range()) are each job's to compose in a multirun; without
-    --multirun they are a mistake (most often a list without its brackets).
-    """
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as err:
-        raise UserError(f"cannot read the override {err.override}: {one_paragraph(str(err))}.") from None
-    plain = {}  # key -> override text, of those composed here
-    for override, text in zip(parsed, overrides):
-        if override.is_hydra_override():
-            continue
-        if override.is_sweep_override():
-            if multirun:
-                continue
-            key, value = override.key_or_group, override.value()
-            as_list = (f"write {key}={as_list_text(value.list)} for one list, or "
-                       if isinstance(value, ChoiceSweep) and typing.get_origin(schema_keys().get(key)) is list else "")
-            raise UserError(f"{text} gives several values; {as_list}put --multirun before the overrides "
-                            "to run one sweep per value.")
-        plain[override.key_or_group] = text
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=list(plain.values()))
-        except MissingConfigException as err:
-            raise UserError(_missing_option_message(err)) from None
-        except HydraException as err:
-            raise UserError(_composition_message(err, plain)) from None
-    require_known_keys(cfg)
-
-
-def _missing_option_message(err: MissingConfigException) -> str:
-    group, _, option = (err.missing_cfg_file or "").rpartition("/")
-    if not (group and err.options):
-        return one_paragraph(str(err)) + "."
-    close = difflib.get_close_matches(option, err.options, n=2, cutoff=0.6)
-    hint = f"did you mean {' or '.join(f'{group}={c}' for c in close)}? " if close else ""
-    return f"{group}={option}: the group {group} has no option {option!r}; {hint}its options: {', '.join(err.options)}."
-
-
-def _composition_message(err: HydraException, plain: dict[str, str]) -> str:
-    cause = err.__cause__
-    key = getattr(cause, "full_key", None)
-    text = plain.get(key) or next(iter(plain.values()), "")
-    value = text.split("=", 1)[-1]
-    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
-        return f"{text}: unknown config key {key}; {key_hint(key, value)}"
-    if isinstance(cause, ValidationError) and key:
-        if typing.get_origin(schema_keys().get(key)) is list and not value.startswith("["):
-            return f"{text}: {key} is a list; write {key}={as_list_text(value)}."
-        return f"{text}: {one_paragraph(cause.msg)}."
-    return f"{one_paragraph(str(err))}."
 
 
 def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_train: int) -> None:
@@ -398,12 +233,3 @@ def validate_against_data(cfg: DictConfig, n_inputs: int, n_classes: int, n_trai
     if cfg.optim.batch_size > n_train:
         raise UserError(f"optim.batch_size={cfg.optim.batch_size} is larger than the training set "
                         f"({n_train} examples); use 1..{n_train}.")
-
-
-def resolve_device(device: Device) -> str:
-    """The torch device for `device` (auto: cuda when available)."""
-    import torch  # here, not at the top: see the module's docstring
-
-    if device == Device.auto:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device.value

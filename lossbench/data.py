@@ -10,7 +10,8 @@ the 10,000 test images for test. Pixels are uint8 / 255 in [0, 1], labels int64.
 The directory: `root` (the sweep's `data.root`); else, for MNIST, the
 environment variable LOSSBENCH_DATA, else the default location
 $XDG_DATA_HOME/lossbench/mnist (~/.local/share/lossbench/mnist), where
-`python -m lossbench data install DIR_OR_URL` puts the files, checked; for
+`python -m lossbench data install DIR_OR_URL` puts the files, checked
+(lossbench/data_install.py); for
 Fashion-MNIST, where Debian's package dataset-fashion-mnist installs it
 (LOSSBENCH_DATA points at MNIST). Missing files are downloaded into it by
 torchvision when that imports and the network works.
@@ -21,15 +22,13 @@ size and mtime, so only the first load of a directory pays for gunzip and
 checks.
 """
 
-import argparse
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
-import shutil
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from lossbench.atomic import atomic_write
+from lossbench.devices import resolve_device
 from lossbench.errors import UserError
 
 Tensor = torch.Tensor
@@ -48,14 +49,6 @@ FILES = {
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
-}
-# md5 of each uncompressed MNIST file, as published (the shared copy's README lists them; its
-# test files' .gz are byte-identical to torchvision's): what `data install` checks a copy against
-MNIST_MD5 = {
-    "train_images": "6bbc9ace898e44ae57da46a324031adb",
-    "train_labels": "a25bea736e30d166cdddb491f175f624",
-    "test_images": "2646ac647ad5339dbf082846283269ea",
-    "test_labels": "27ae3e4e09519cfbb04c329615203637",
 }
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
@@ -98,7 +91,7 @@ def load_split(name: str = "mnist", root: str | os.PathLike | None = None, train
     """
     if name not in DATASETS:
         raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}.")
-    device = _checked_device(device)
+    device = resolve_device(device)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UserError(f"dtype={dtype!r} is not a floating-point torch dtype; use e.g. torch.float32 or torch.float64.")
     data_dir, origin = _data_dir(name, root)
@@ -126,7 +119,7 @@ def load_split(name: str = "mnist", root: str | os.PathLike | None = None, train
 
 def read_idx(path: Path, ndim: int) -> Tensor:
     """The uint8 array [d1, ..., d_ndim] stored in IDX file `path` (gzipped when its name ends in .gz)."""
-    data = _read_bytes(path)
+    data = read_idx_bytes(path)
     kind = "images" if ndim == 3 else "labels"
     # IDX header: two zero bytes, type code 0x08 (unsigned byte), ndim; then ndim big-endian uint32 sizes
     magic = 0x0800 | ndim
@@ -151,7 +144,7 @@ def read_idx(path: Path, ndim: int) -> Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header, count=size).reshape(dims)
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_idx_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
         return gzip.decompress(raw) if path.suffix == ".gz" else raw
@@ -161,7 +154,7 @@ def _read_bytes(path: Path) -> bytes:
         raise UserError(f"{path}: cannot read it ({err.strerror}).") from None
 
 
-def _decode(files: dict[str, Path]) -> dict[str, Tensor]:
+def decode(files: dict[str, Path]) -> dict[str, Tensor]:
     """The four files as uint8 tensors, checked: 28x28 images, labels 0..9, one label per image."""
     decoded = {role: read_idx(path, 3 if role.endswith("images") else 1) for role, path in files.items()}
     for part in ("train", "test"):
@@ -195,16 +188,6 @@ def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice,
     return slice(0, train_size), slice(limit, n)
 
 
-def _checked_device(device: torch.device | str) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise UserError(f"device={device!r} is not a device ({err}); use cpu or cuda[:N].") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={str(device)!r} but torch {torch.__version__} sees no CUDA device; use device=cpu.")
-    return device
-
-
 def default_dir(name: str) -> Path:
     """Where `data install` puts data set `name`, and where MNIST is read from when neither
     data.root nor LOSSBENCH_DATA is set: $XDG_DATA_HOME/lossbench/NAME, by default
@@ -228,7 +211,7 @@ def _data_dir(name: str, root: str | os.PathLike | None) -> tuple[Path, str]:
     return default_dir(name), "the default location: neither data.root nor LOSSBENCH_DATA is set"
 
 
-def _find(name: str, root: Path) -> dict[str, Path | None]:
+def find_files(name: str, root: Path) -> dict[str, Path | None]:
     """Each role's file: raw before .gz (no gunzip), in root, then where torchvision downloads to."""
     places = (root, root / DATASETS[name].torchvision_class / "raw")
     return {role: next((path for place in places for path in (place / base, place / f"{base}.gz") if path.is_file()),
@@ -237,18 +220,18 @@ def _find(name: str, root: Path) -> dict[str, Path | None]:
 
 
 def _source_files(name: str, root: Path, origin: str) -> dict[str, Path]:
-    files = _find(name, root)
+    files = find_files(name, root)
     if None in files.values():
-        download_note = _download(name, root)
-        files = _find(name, root)
-        problem = _problem(name, root, files)
+        download_note = download(name, root)
+        files = find_files(name, root)
+        problem = missing_files_problem(name, root, files)
         if problem:
             raise UserError(f"{DATASETS[name].title} data directory {root} ({origin}) {problem}; "
                             f"{download_note}. {_how_to_provide(name)}")
     return files
 
 
-def _problem(name: str, root: Path, files: dict[str, Path | None]) -> str | None:
+def missing_files_problem(name: str, root: Path, files: dict[str, Path | None]) -> str | None:
     """What keeps `root` from being data set `name`'s directory (files: what _find found), or None."""
     missing = [FILES[role] for role, path in files.items() if path is None]
     if not missing:
@@ -261,7 +244,7 @@ def _problem(name: str, root: Path, files: dict[str, Path | None]) -> str | None
             f"{root / DATASETS[name].torchvision_class / 'raw'})")
 
 
-def _download(name: str, root: Path) -> str:
+def download(name: str, root: Path) -> str:
     """Try torchvision's downloader into root; say what happened, for the error message if files are still missing."""
     try:
         import torchvision.datasets
@@ -304,132 +287,18 @@ def _decoded(name: str, root: Path, sources: tuple[tuple[str, str, int, int], ..
             return {role: cached[role] for role in FILES}
     except Exception:  # absent, torn or foreign: a miss, rebuilt and overwritten below
         pass
-    decoded = _decode({role: Path(path) for role, path, *_ in sources})
-    _write_atomically(cache_file, {"sources": stamp, **decoded})
+    decoded = decode({role: Path(path) for role, path, *_ in sources})
+    _write_cache(cache_file, {"sources": stamp, **decoded})
     return decoded
 
 
-def _write_atomically(path: Path, contents: dict) -> None:
-    """torch.save via a temp file + os.replace, so a concurrent reader never sees half a file."""
+def _write_cache(path: Path, contents: dict) -> None:
+    """torch.save `contents` to the cache file, atomically: a concurrent reader never sees half a file."""
+    buffer = io.BytesIO()
+    torch.save(contents, buffer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(contents, f)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except (OSError, RuntimeError) as err:  # the cache only saves time (torch.save on a full disk: RuntimeError)
+        atomic_write(path, buffer.getvalue())
+    except (OSError, UserError) as err:  # the cache only saves time
         warnings.warn(f"lossbench: cannot write the data cache {path} ({err}); each new process decodes the IDX "
                       f"files again.", stacklevel=3)
-
-
-# --- python -m lossbench data install ------------------------------------------------------------------------
-def install(source: str | None) -> str:
-    """Put MNIST's four files into default_dir("mnist"), checked; the report for the user.
-
-    source: a directory holding them (raw or .gz, or in MNIST/raw), an http(s) URL of a mirror
-    (the four .gz files under it, downloaded with torchvision), or None for torchvision's own
-    mirrors. Nothing is installed unless all four files decode and match MNIST's checksums; an
-    earlier installation is replaced only then, in one rename.
-    """
-    target = default_dir("mnist")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".mnist-install-"))
-    except OSError as err:
-        raise UserError(f"cannot write {target.parent} ({err.strerror or err}); set XDG_DATA_HOME to a "
-                        "writable directory (lossbench installs into $XDG_DATA_HOME/lossbench/mnist).") from None
-    try:
-        files = _fetch(source, staging / "downloaded")
-        shapes = _checked(files)
-        ready = staging / "mnist"
-        ready.mkdir()
-        for path in files.values():
-            shutil.copyfile(path, ready / path.name)
-        if target.exists():
-            target.rename(staging / "replaced")
-        ready.rename(target)
-    except OSError as err:
-        raise UserError(f"cannot install MNIST into {target} ({err}); nothing was changed there.") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    lines = [f"installed MNIST from {source or MIRRORS} into {target}; each file decodes and matches MNIST's published md5:"]
-    lines += [f"  {files[role].name}: {' x '.join(map(str, shape))}" for role, shape in shapes.items()]
-    lines.append("Every lossbench command reads MNIST from there when neither data.root nor LOSSBENCH_DATA is set.")
-    return "\n".join(lines)
-
-
-MIRRORS = "torchvision's MNIST mirrors"  # where `data install` without a source downloads from
-
-
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def _fetch(source: str | None, into: Path) -> dict[str, Path]:
-    """The four files of `source` (see install): found in its directory, or downloaded into `into`."""
-    if source is not None and not _is_url(source):
-        directory = absolute(source)
-        files = _find("mnist", directory)
-        problem = _problem("mnist", directory, files)
-        if problem:
-            raise UserError(f"cannot install MNIST from {directory}: it {problem}. Give the directory that "
-                            f"holds {', '.join(FILES.values())} (each raw or .gz).")
-        return files
-    into.mkdir()
-    note = _download("mnist", into) if source is None else _download_from(source, into)
-    files = _find("mnist", into)
-    if None in files.values():
-        raise UserError(f"cannot install MNIST from {source or MIRRORS}: {note}. Download the four files "
-                        f"({', '.join(f'{base}.gz' for base in FILES.values())}) yourself and run "
-                        "`python -m lossbench data install DIR` on their directory.")
-    return files
-
-
-def _download_from(url: str, into: Path) -> str:
-    """Download the four .gz files under `url` into `into` with torchvision; say what happened."""
-    try:
-        from torchvision.datasets.utils import download_url
-    except Exception as err:  # as in _download: a torchvision built for another torch fails in many ways
-        return (f"torchvision, which downloads them, cannot be imported ({type(err).__name__}: {err}); "
-                "`pip install lossbench[download]` installs it")
-    try:
-        for base in FILES.values():
-            download_url(f"{url.rstrip('/')}/{base}.gz", str(into), filename=f"{base}.gz")
-    except Exception as err:  # offline, 404, server gone: all mean "provide the files yourself"
-        return f"downloading them with torchvision failed ({type(err).__name__}: {err})"
-    return "torchvision's download did not produce them"
-
-
-def _checked(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
-    """Each role's shape, once all four files decode (the data layer's checks) and match MNIST_MD5."""
-    decoded = _decode(files)
-    for role, path in files.items():
-        digest = hashlib.md5(_read_bytes(path)).hexdigest()
-        if digest != MNIST_MD5[role]:
-            raise UserError(f"{path}: the md5 of its uncompressed bytes is {digest}, not MNIST's {MNIST_MD5[role]}: "
-                            f"it is not the standard {FILES[role]} (another data set, or damaged), so nothing "
-                            "was installed. For other data in this format, point data.root or LOSSBENCH_DATA at it.")
-    return {role: tuple(decoded[role].shape) for role in files}
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lossbench data",
-        description=f"Install MNIST where every command finds it: {default_dir('mnist')} "
-                    "($XDG_DATA_HOME/lossbench/mnist), used when neither data.root nor LOSSBENCH_DATA is set.")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="install")
-    install_parser = actions.add_parser(
-        "install", help="copy (or download) MNIST's four IDX files there, check and report them",
-        description="Copy MNIST's four IDX files (raw or .gz) from a directory, or download them, check that "
-                    "each decodes and matches MNIST's published md5, and put them in the default location.")
-    install_parser.add_argument("source", nargs="?", metavar="DIR_OR_URL",
-                                help="a directory holding the four files, or the URL of a mirror holding the "
-                                     ".gz files (downloaded with torchvision: pip install lossbench[download]); "
-                                     "none: torchvision's own MNIST mirrors")
-    args = parser.parse_args(argv)
-    print(install(args.source))
-    return 0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lossbench.claims import VERDICTS, Claim, measurement_text
-from lossbench.errors import UserError
+from lossbench.devices import resolve_device
 from lossbench.pairs import PAIRS, Pair
 
 Tensor = torch.Tensor
@@ -253,16 +253,6 @@ def claim_lines(number: int, claim: Claim) -> list[str]:
             f"    verdict:  {verdict}"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """cpu, cuda, or auto (cuda when there is one); a UserError for cuda without one."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but this PyTorch sees no CUDA device; "
-                        "use --device cpu or --device auto.")
-    return torch.device(name)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench gradcheck",
@@ -273,7 +263,7 @@ def main(argv: list[str]) -> int:
                         help="where the pairs are checked (default: auto, cuda when available)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, option="--device")
 
     rows = pd.DataFrame([check_pair(pair, dtype, device, args.seed)
                          for pair in PAIRS.values() for dtype in (torch.float32, torch.float64)])

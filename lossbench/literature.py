@@ -3,8 +3,8 @@
     python -m lossbench verdict results/verdict    # writes results/verdict/claims.csv
 
 Each function returns lossbench.claims.Claim records (the record gradcheck's claims use) for one
-config group of one setting: `runs`, `epochs` of the whole setting as analysis.load_results gives
-them, and that group's rows of `summary` and `comparisons` (analysis.summarize, paired_comparisons).
+config group of one setting: `runs`, `epochs` of the whole setting as load.load_results gives
+them, and that group's rows of `summary` and `comparisons` (statistics.summarize, paired_comparisons).
 Every interval resamples seeds, the unit of replication (a seed fixes initialization and batch
 order); a fixed generator (BOOTSTRAP_SEED) makes claims.csv reproducible.
 
@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lossbench import analysis
+from lossbench import statistics
 from lossbench.claims import Claim
+from lossbench.comparisons import by_seed, paired_difference
 
 BOOTSTRAP_SEED = 0
 RESAMPLES = 2000
@@ -47,7 +48,7 @@ def seed_resamples(n_seeds: int) -> np.ndarray:
 
 def bootstrap_best_lrs(timed: pd.DataFrame, pair: str, seeds: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """The best lr of `pair` in each resample of `seeds` (draws [R, S] index into them), chosen by
-    analysis.best_lr_flags's rule: among lrs with no diverged run drawn (else all), the highest mean
+    statistics.best_lr_flags's rule: among lrs with no diverged run drawn (else all), the highest mean
     of the drawn runs' best validation accuracy (diverged runs left out), ties to the smaller lr."""
     cells = timed[timed["pair"] == pair]
     accuracy = cells.assign(best_val_acc=cells["best_val_acc"].where(~cells["diverged"])).pivot_table(
@@ -69,7 +70,7 @@ def grid_step(lrs) -> float:
 
 
 def nielsen_lr_ratio(setting: str, runs, epochs, summary) -> list[Claim]:
-    timed = analysis.with_run_stats(runs, epochs)
+    timed = statistics.with_run_stats(runs, epochs)
     timed = timed[timed["group_id"].isin(summary["group_id"])]
     best = summary[summary["best_lr"]].set_index("pair")["lr"]
     if not {"sigmoid_mse", "sigmoid_ce"} <= set(best.index):
@@ -125,7 +126,7 @@ def hui_belkin(setting: str, runs, summary, comparisons) -> list[Claim]:
             return False
         return None
 
-    table = analysis.by_seed(analysis.best_runs(runs, summary), "val_selected_test_acc")[
+    table = by_seed(statistics.best_runs(runs, summary), "val_selected_test_acc")[
         ["linear_mse", "softmax_nll"]].dropna().to_numpy()
     draws = seed_resamples(len(table))
     spread = table[draws].std(axis=1, ddof=1)  # [R, 2]
@@ -152,10 +153,10 @@ def hui_belkin(setting: str, runs, summary, comparisons) -> list[Claim]:
 
 
 def failures(runs: pd.DataFrame, summary: pd.DataFrame, pair: str) -> tuple[int, int]:
-    """(runs stuck below analysis.STUCK or diverged, runs) of `pair` at its best lr."""
+    """(runs stuck below statistics.STUCK or diverged, runs) of `pair` at its best lr."""
     best = summary[summary["best_lr"] & (summary["pair"] == pair)]
-    at_best = analysis.label_groups(runs).merge(best[analysis.CELL], on=analysis.CELL)
-    failed = at_best["diverged"] | (at_best["peak_test_acc"] < analysis.STUCK)
+    at_best = statistics.label_groups(runs).merge(best[statistics.CELL], on=statistics.CELL)
+    failed = at_best["diverged"] | (at_best["peak_test_acc"] < statistics.STUCK)
     return int(failed.sum()), len(at_best)
 
 
@@ -176,28 +177,28 @@ def golik(setting: str, runs, summary) -> list[Claim]:
 
     return [Claim("from a random initialization, squared error (sigmoid outputs) fails to reach a good optimum "
                   "where cross-entropy does", GOLIK, lambda: figures, check, setting=setting,
-                  criterion=(f"runs at each pair's best lr that diverged or peaked below {analysis.STUCK:.0%}: holds if "
+                  criterion=(f"runs at each pair's best lr that diverged or peaked below {statistics.STUCK:.0%}: holds if "
                              "sigmoid_mse fails more often (Fisher's exact test, one-sided p < 0.05), does not hold if "
                              "it fails no more often than sigmoid_ce, else inconclusive"))]
 
 
 def plateau_epochs(epochs: pd.DataFrame) -> pd.Series:
     """Per run: epochs >= 1 that add less than PLATEAU_GAIN validation accuracy to the epoch before
-    while it is below analysis.STUCK: time spent stalled before the network has learned the digits."""
+    while it is below statistics.STUCK: time spent stalled before the network has learned the digits."""
     ordered = epochs.sort_values(["run_id", "epoch"])
     gain = ordered.groupby("run_id")["val_acc"].diff()
-    stalled = (ordered["epoch"] >= 1) & (gain < PLATEAU_GAIN) & (ordered["val_acc"] < analysis.STUCK)
+    stalled = (ordered["epoch"] >= 1) & (gain < PLATEAU_GAIN) & (ordered["val_acc"] < statistics.STUCK)
     return stalled.groupby(ordered["run_id"]).sum()
 
 
 def glorot_plateaus(setting: str, runs, epochs, summary) -> list[Claim]:
-    hidden_layers = analysis.output_layer(summary["sizes"].iloc[0]) - 1
+    hidden_layers = statistics.output_layer(summary["sizes"].iloc[0]) - 1
     if hidden_layers < 2 or not {"sigmoid_mse", "softmax_nll"} <= set(summary.loc[summary["best_lr"], "pair"]):
         return []  # a claim about deep networks
-    best = analysis.best_runs(runs, summary)
+    best = statistics.best_runs(runs, summary)
     best = best.assign(plateaus=best["run_id"].map(plateau_epochs(epochs)))
-    table = analysis.by_seed(best, "plateaus")
-    row = analysis.paired_difference(table["sigmoid_mse"], table["softmax_nll"])
+    table = by_seed(best, "plateaus")
+    row = paired_difference(table["sigmoid_mse"], table["softmax_nll"])
     figures = {"plateau epochs sigmoid_mse": table["sigmoid_mse"].mean(),
                "plateau epochs softmax_nll": table["softmax_nll"].mean(), "difference": row["mean_diff"],
                "95% CI low": row["ci_low"], "95% CI high": row["ci_high"], "seeds": row["n"]}
@@ -208,7 +209,7 @@ def glorot_plateaus(setting: str, runs, epochs, summary) -> list[Claim]:
     return [Claim("the log-likelihood cost (softmax) shows fewer plateaus in training than the quadratic cost",
                   GLOROT, lambda: figures, check, setting=setting,
                   criterion=(f"per run at each pair's best lr, epochs adding under {100 * PLATEAU_GAIN:g} point of "
-                             f"validation accuracy while below {analysis.STUCK:.0%}; paired over seeds: holds if "
+                             f"validation accuracy while below {statistics.STUCK:.0%}; paired over seeds: holds if "
                              "sigmoid_mse's excess has a 95% interval above 0, does not hold if below, else inconclusive"))]
 
 

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from lossbench.ensemble import EVAL_CHUNK, Ensemble
+from lossbench.ensemble import Ensemble
+from lossbench.ensemble_core import EVAL_CHUNK
 from lossbench.pairs import PAIRS
 
 

@@ -4,7 +4,7 @@
     python -m lossbench report results --check    # exit 1 if the committed table differs (pictures unchecked)
 
 Every number in the table comes from a study directory's own files, through
-lossbench's analysis: a sweep study's runs.csv (`analysis.seed_distribution`),
+lossbench's analysis: a sweep study's runs.csv (`statistics.seed_distribution`),
 the toy neuron's toy_neuron.csv and claims.csv, the ch. 5 study's summary.csv;
 the command, hardware, torch version and wall time from its run_info.json,
 which `sweep` and `study` write. The table sits between two marker lines in
@@ -12,18 +12,15 @@ results/README.md; the text around it is left as it is.
 """
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import analysis, results
+from lossbench import plots, statistics, tables
 from lossbench.errors import UserError
+from lossbench.results import load
 
 START = "<!-- lossbench report: start (python -m lossbench report results) -->"
 END = "<!-- lossbench report: end -->"
@@ -31,44 +28,9 @@ END = "<!-- lossbench report: end -->"
 ORDER = ["nielsen_ch1_h30", "nielsen_ch1_h100", "nielsen_ch3_h30", "nielsen_ch3_h100", "toy_neuron",
          "nielsen_ch5_gradients"]
 DISTRIBUTION = "seed_distribution.png"  # per sweep study: every run a mark, the best of 3, the book's number
-COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
-           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {analysis.STUCK:.0%}", "command", "hardware",
+TABLE_COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
+           "ours, best of 3 runs", "final / val-selected", f"runs peaking below {statistics.STUCK:.0%}", "command", "hardware",
            "torch", "wall time"]
-
-
-def hardware(device: str) -> str:
-    """The GPU's name, or the CPU's model and core count: what a reader needs to compare timings."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    model = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: float):
-    """Record how `directory` was made: the command, hardware, versions, and the wall time.
-
-    A resumed sweep adds its time to the time already recorded there.
-    """
-    import torch
-
-    path = Path(directory) / "run_info.json"
-    before = json.loads(path.read_text()).get("wall_time_s", 0.0) if path.exists() else 0.0
-    info = {
-        "command": shlex.join(["python", "-m", "lossbench", *argv]),
-        "hardware": hardware(device),
-        "device": device,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(before + wall_time_s, 1),
-    }
-    results.atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
 
 
 def pct(value: float) -> str:
@@ -77,19 +39,19 @@ def pct(value: float) -> str:
 
 def sweep_row(directory: Path, study) -> dict:
     """A named sweep: the distribution over seeds of the peak test accuracy, where the book's number falls."""
-    runs, _ = analysis.load_results([directory])
+    runs, _ = load.load_results([directory])
     book = float(study.book_test_acc[0])
-    d = analysis.seed_distribution(runs, book=book)
+    d = statistics.seed_distribution(runs, book=book)
     return {
         "book's number": pct(book),
         "ours: mean ± std (n)": f"{pct(d['mean'])} ± {100 * d['std']:.2f} (n={d['n']:g}, {d['n_diverged']:g} diverged)",
         "median": pct(d["median"]),
-        "book's percentile": analysis.number(d["book_percentile"], ".0f"),
+        "book's percentile": tables.number(d["book_percentile"], ".0f"),
         "ours, best of 3 runs": "-" if pd.isna(d["best_of_k_mean"]) else (
             f"{pct(d['best_of_k_mean'])} ± {100 * d['best_of_k_std']:.2f}; "
             f"book at percentile {d['best_of_k_book_percentile']:.0f}"),
         "final / val-selected": f"{pct(d['final_mean'])} / {pct(d['val_selected_mean'])}",
-        f"runs peaking below {analysis.STUCK:.0%}": f"{(runs['peak_test_acc'] < analysis.STUCK).sum()} of {len(runs)}",
+        f"runs peaking below {statistics.STUCK:.0%}": f"{(runs['peak_test_acc'] < statistics.STUCK).sum()} of {len(runs)}",
     }
 
 
@@ -164,14 +126,14 @@ def build_table(root: Path) -> str:
     directories = study_directories(root)
     if not directories:
         raise UserError(f"{root}: no study directory (one holding run_info.json) found.")
-    frame = pd.DataFrame([study_row(d) for d in directories]).reindex(columns=COLUMNS).fillna("-")
+    frame = pd.DataFrame([study_row(d) for d in directories]).reindex(columns=TABLE_COLUMNS).fillna("-")
     return frame.to_markdown(index=False) + "\n\n" + pictures_markdown(directories)
 
 
 def pictures_markdown(directories: list[Path]) -> str:
     """Links to each sweep study's seed_distribution.png and the ch. 5 study's histogram."""
     parts = ["### Seed distributions", "",
-             f"Each sweep study's peak test accuracy per seed (a mark per run; red: below {analysis.STUCK:.0%}), the chance "
+             f"Each sweep study's peak test accuracy per seed (a mark per run; red: below {statistics.STUCK:.0%}), the chance "
              "that a run is the best of 3 (green stems: the book's procedure in ch. 1), and the book's number "
              "(dashed); right: zoomed on the book's number.", ""]
     for directory in directories:
@@ -186,8 +148,8 @@ def write_pictures(root: Path) -> None:
     for directory in study_directories(root):
         if (directory / "runs.csv").exists():
             study = OmegaConf.load(directory / "config.yaml").study
-            runs, _ = analysis.load_results([directory])
-            figure = analysis.plot_seed_distribution(f"{directory.name} (Nielsen ch. {study.chapter})", runs,
+            runs, _ = load.load_results([directory])
+            figure = plots.plot_seed_distribution(f"{directory.name} (Nielsen ch. {study.chapter})", runs,
                                                      float(study.book_test_acc[0]))
             figure.savefig(directory / DISTRIBUTION, dpi=110)
 

@@ -9,7 +9,7 @@ overrides it runs the default comparison: 4 pairs x 8 learning rates x 5 seeds,
 train as Ensembles of at most sweep.ensemble_size models (all pairs and learning
 rates of a block of seeds; 160 runs: one ensemble), since per-step overheads
 are shared by all the models of an ensemble. The sweep directory (hydra.run.dir) gets
-config.yaml, runs.csv and epochs.csv (lossbench/results.py); after every epoch
+config.yaml, runs.csv and epochs.csv (lossbench/results/); after every epoch
 each unfinished ensemble is checkpointed, so the same command with
 hydra.run.dir=DIR continues an interrupted sweep to the same numbers.
 
@@ -35,30 +35,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lossbench import analysis, config, report, results
+from lossbench import atomic, config, grid, provenance, statistics, tables
 from lossbench.data import N_CLASSES, Split, load_split
+from lossbench.devices import resolve_device
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.pairs import PAIRS
+from lossbench.results import columns, load, verify, write
 from lossbench.sweep_cli import resume_override
 
 WARNED_LINES = 10  # damaged lines named one by one; a file damaged throughout gets a count beyond
-
-
-def run_settings(cfg: DictConfig, n_train: int) -> dict:
-    """The runs.csv columns that every run of this sweep shares (analysis groups runs by them)."""
-    return {"sizes": "-".join(map(str, cfg.model.sizes)), "init": cfg.model.init.value,
-            "batch_size": cfg.optim.batch_size, "epochs": cfg.optim.epochs, "l2": cfg.optim.l2,
-            "dataset": cfg.data.name, "train_size": n_train, "dtype": cfg.dtype.value}
-
-
-def ensembles(cfg: DictConfig, seeds: list[int]) -> dict[str, list[RunSpec]]:
-    """The ensembles that train `seeds`, by name: blocks of whole seeds, each with every pair and
-    learning rate, of at most sweep.ensemble_size models (a block's name also names its checkpoint)."""
-    per_seed = len(cfg.sweep.pairs) * len(cfg.sweep.lrs)
-    blocks = config.seed_blocks(seeds, per_seed, cfg.sweep.ensemble_size)
-    return {f"seeds_{b[0]}" if len(b) == 1 else f"seeds_{b[0]}-{b[-1]}":
-            [RunSpec(pair, lr, seed) for pair in cfg.sweep.pairs for lr in cfg.sweep.lrs for seed in b]
-            for b in blocks}
 
 
 class Progress:
@@ -114,18 +99,17 @@ class Sweep:
 
     def __init__(self, cfg: DictConfig, out: Path, data: Split, device: str, resume: str):
         self.cfg, self.out, self.data, self.device, self.resume = cfg, out, data, device, resume
-        self.settings = run_settings(cfg, len(data.train_x))
-        self.hash = results.run_hash(self.settings, cfg.data.val_size)
+        self.settings = grid.run_settings(cfg, len(data.train_x))
+        self.hash = columns.run_hash(self.settings, cfg.data.val_size)
         self.train_cfg = TrainConfig(sizes=tuple(cfg.model.sizes), init=cfg.model.init.value,
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device, engine=cfg.engine.value)
         self.engine = choose_engine(self.train_cfg, list(cfg.sweep.pairs))
-        seeds = config.shard_seeds(config.seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        self.grid = ensembles(cfg, seeds)
-        self.epoch_columns = results.metric_columns(len(cfg.model.sizes) - 1)
+        self.grid = grid.ensembles(cfg, grid.job_seeds(cfg))
+        self.epoch_columns = columns.metric_columns(len(cfg.model.sizes) - 1)
 
     def run_id(self, spec: RunSpec) -> str:
-        return results.run_id(spec.pair, spec.lr, spec.seed, self.hash)
+        return columns.run_id(spec.pair, spec.lr, spec.seed, self.hash)
 
     def checkpoint(self, block: str) -> Path:
         return self.out / "checkpoints" / f"{block}.pt"
@@ -139,7 +123,7 @@ class Sweep:
         if n_todo:
             replaced += [self.out / "runs.csv", self.out / "epochs.csv"]
         for path in replaced:
-            results.require_replaceable(path)
+            atomic.require_replaceable(path)
         epochs = self.cfg.optim.epochs
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
               f"(engine {self.engine})\n"
@@ -156,12 +140,12 @@ class Sweep:
             checkpoints.rmdir()
 
     def finished_runs(self) -> set[str]:
-        """The runs whose rows are intact in both CSVs (results.verify_sweep); the others are trained
+        """The runs whose rows are intact in both CSVs (verify.verify_sweep); the others are trained
         again. Where there is damage, a warning names each damaged line, and both CSVs are kept beside
-        as backups, then rewritten with only the finished runs' rows (results.repair)."""
-        found = results.verify_sweep(self.out, len(self.cfg.model.sizes) - 1, self.cfg.data.val_size)
+        as backups, then rewritten with only the finished runs' rows (verify.repair)."""
+        found = verify.verify_sweep(self.out, len(self.cfg.model.sizes) - 1, self.cfg.data.val_size)
         if found.damage:
-            repaired = results.repair(found)
+            repaired = verify.repair(found)
             for damage in found.damage[:WARNED_LINES]:
                 print(f"warning: {damage}", file=sys.stderr)
             if len(found.damage) > WARNED_LINES:
@@ -178,17 +162,17 @@ class Sweep:
         path, ids = self.checkpoint(block), [self.run_id(s) for s in specs]
         if path.exists():
             try:
-                saved = results.load_checkpoint(path)
+                saved = write.load_checkpoint(path)
                 if saved["run_ids"] != ids:
-                    raise results.CorruptCheckpoint("it holds other runs than this sweep's unfinished ones")
+                    raise write.CorruptCheckpoint("it holds other runs than this sweep's unfinished ones")
                 ensemble = Ensemble(specs, self.train_cfg, self.data)
                 ensemble.load_state_dict(saved["ensemble"])
                 if len(saved["metrics"]) != ensemble.epoch + 1:
-                    raise results.CorruptCheckpoint("its metric rows do not match its epoch")
+                    raise write.CorruptCheckpoint("its metric rows do not match its epoch")
                 tqdm.write(f"resuming {block} from its checkpoint after epoch {ensemble.epoch}",
                            file=sys.stderr)
                 return ensemble, saved["metrics"], saved["wall_time_s"]
-            except (results.CorruptCheckpoint, KeyError, TypeError, ValueError, RuntimeError) as err:
+            except (write.CorruptCheckpoint, KeyError, TypeError, ValueError, RuntimeError) as err:
                 tqdm.write(f"warning: not resuming from {path}: {err}; training {block} from scratch.",
                            file=sys.stderr)
         ensemble = Ensemble(specs, self.train_cfg, self.data)
@@ -204,17 +188,17 @@ class Sweep:
         while ensemble.epoch < self.cfg.optim.epochs:
             progress.begin_epoch(len(specs), len(self.data.train_x) // self.cfg.optim.batch_size)
             metrics.append(ensemble.train_epoch(progress.steps_done))
-            results.save_checkpoint(path, {"run_ids": ids, "ensemble": ensemble.state_dict(), "metrics": metrics,
+            write.save_checkpoint(path, {"run_ids": ids, "ensemble": ensemble.state_dict(), "metrics": metrics,
                                            "wall_time_s": wall_before + time.perf_counter() - started})
             progress.end_epoch()
         wall = wall_before + time.perf_counter() - started
         # epochs.csv first: a run counts as finished once its runs.csv row exists
-        results.write_rows(self.out / "epochs.csv", results.epoch_rows(ids, metrics, self.epoch_columns))
-        results.write_rows(self.out / "runs.csv", self.run_rows(specs, ids, metrics, ensemble.diverged_epoch, wall))
+        write.write_rows(self.out / "epochs.csv", columns.epoch_rows(ids, metrics, self.epoch_columns))
+        write.write_rows(self.out / "runs.csv", self.run_rows(specs, ids, metrics, ensemble.diverged_epoch, wall))
 
     def run_rows(self, specs, ids, metrics, diverged: np.ndarray, wall: float) -> pd.DataFrame:
         pairs = [PAIRS[s.pair] for s in specs]
-        trained = {key: results.metric_table(metrics, key, len(specs))[:, 1:] for key in ("test_acc", "val_acc")}
+        trained = {key: columns.metric_table(metrics, key, len(specs))[:, 1:] for key in ("test_acc", "val_acc")}
         rows = pd.DataFrame({
             "run_id": ids, "pair": [p.name for p in pairs], "activation": [p.activation for p in pairs],
             "cost": [p.cost for p in pairs],
@@ -223,8 +207,8 @@ class Sweep:
             "diverged_epoch": pd.Series(diverged, dtype="Int64").where(diverged > 0),
             "wall_time_s": wall / len(specs), "device": self.device, "torch_version": torch.__version__,
         })
-        outcomes = results.run_outcomes(trained["test_acc"], trained["val_acc"])
-        return pd.concat([rows, outcomes], axis=1)[results.RUN_COLUMNS]
+        outcomes = columns.run_outcomes(trained["test_acc"], trained["val_acc"])
+        return pd.concat([rows, outcomes], axis=1)[columns.RUN_COLUMNS]
 
 
 # Overrides that change where and how a study runs, not which study it is
@@ -243,11 +227,11 @@ def study_title(cfg: DictConfig) -> str | None:
 
 def summary_text(out: Path, cfg: DictConfig) -> str:
     """Per pair: the learning rate chosen on validation accuracy, with its test accuracies over seeds."""
-    table = analysis.summarize(*analysis.read_sweep(out))  # this directory's runs, not nested sweeps
+    table = statistics.summarize(*load.read_sweep(out))  # this directory's runs, not nested sweeps
     best = table[table["best_lr"]].set_index("pair")
 
     def stat(pair: str, name: str) -> str:  # as `analyze` prints it: ± the 95% interval's half-width
-        return analysis.percent_stat(*best.loc[pair, [f"{name}_mean", f"{name}_ci95", "n"]])
+        return tables.percent_stat(*best.loc[pair, [f"{name}_mean", f"{name}_ci95", "n"]])
 
     lines = [{"pair": pair, "best lr": f"{best.loc[pair, 'lr']:g}", "seeds": best.loc[pair, "seeds"],
               "diverged": best.loc[pair, "diverged"], "peak test %": stat(pair, "peak"),
@@ -274,16 +258,16 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
 def sweep(cfg: DictConfig, out: Path) -> None:
     started = time.perf_counter()
     config.validate(cfg)
-    device = config.resolve_device(cfg.device)
+    device = resolve_device(cfg.device.value).type  # cpu or cuda: as runs.csv and run_info.json name it
     data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
                       device, getattr(torch, cfg.dtype.value))
     config.validate_against_data(cfg, data.train_x.shape[1], N_CLASSES, len(data.train_x))
-    with results.directory_lock(out):
-        results.claim_directory(out, cfg)
-        results.remove_stale_temp_files(out)
+    with write.directory_lock(out):
+        write.claim_directory(out, cfg)
+        write.remove_stale_temp_files(out)
         Sweep(cfg, out, data, device, resume_override()).run()
         # how this directory was made; a job of a multirun is recorded as the single sweep it is
         where = os.path.relpath(out) if out.resolve().is_relative_to(Path.cwd()) else out
         command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
-        report.write_run_info(out, command, device, time.perf_counter() - started)
+        provenance.write_run_info(out, command, device, time.perf_counter() - started)
     print(summary_text(out, cfg))

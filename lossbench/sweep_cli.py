@@ -2,7 +2,7 @@
 
     python -m lossbench sweep --help
 
-`main(argv)` checks the overrides first (config.check_overrides: one paragraph with a hint,
+`main(argv)` checks the overrides first (overrides.check_overrides: one paragraph with a hint,
 exit status 2), then runs the Hydra app, whose task trains the sweep (lossbench/sweep.py).
 The trainer, and torch with it, is imported only once Hydra has composed a config: `--help`,
 `--cfg job` and a bad override answer without importing torch (which alone took 5.8 s on the
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import hydra
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra._internal.utils import get_args_parser  # the parser hydra.main reads sys.argv with
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lossbench import config
+from lossbench import atomic, config, overrides
 from lossbench.errors import UserError
 
 PROG = "python -m lossbench sweep"
@@ -112,12 +112,12 @@ def resume_override() -> str:
 @hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig) -> None:
     _Session.config_composed = True
-    from lossbench import results, sweep  # the trainer: torch, only now (see the module's docstring)
+    from lossbench import sweep  # the trainer: torch, only now (see the module's docstring)
 
     out = Path(HydraConfig.get().runtime.output_dir).absolute()
     try:
         sweep.sweep(cfg, out)
-    except results.WriteError as err:
+    except atomic.WriteError as err:
         fail_job(f"{err} Make room (or mend the directory), then resume: the same command plus {resume_override()}.")
     except UserError as err:
         remove_created(out)  # leave no directory behind that was not there (only empty ones go)
@@ -146,12 +146,12 @@ def check_launcher(argv: list[str], trains: bool) -> None:
                         "lossbench with its cluster extra: pip install -e '.[cluster]'.") from None
 
 
-def print_help(overrides: list[str]) -> None:
+def print_help(given: list[str]) -> None:
     """Hydra's help for the app (hydra.help.template: header, groups, the composed config, footer),
     listing our groups only. Hydra's own lists all of them, its dozens of hydra/* groups too, at a
     deep copy of its config repository each: 0.55 s of the 0.8 s `--help` took on the dev machine."""
-    with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    with config.hydra_on_conf():
+        cfg = compose(config_name="config", overrides=given, return_hydra_config=True)
         loader = GlobalHydra.instance().config_loader()
         groups = sorted(group for group in loader.list_groups("") if group != "hydra")
         listing = "".join(f"{group}: {', '.join(sorted(loader.get_group_options(group)))}\n" for group in groups)
@@ -161,11 +161,11 @@ def print_help(overrides: list[str]) -> None:
     print(template.safe_substitute(APP_CONFIG_GROUPS=listing, CONFIG=OmegaConf.to_yaml(cfg)))
 
 
-def check_overrides(args) -> None:
-    """config.check_overrides on the overrides of `args` (Hydra's parsed command line)."""
+def check_command_line(args) -> None:
+    """overrides.check_overrides on the overrides of `args` (Hydra's parsed command line)."""
     if args.hydra_help or args.info or args.shell_completion or not args.overrides:
         return  # Hydra only prints something, whatever the overrides
-    config.check_overrides(args.overrides, multirun=args.multirun or "hydra.mode=MULTIRUN" in args.overrides)
+    overrides.check_overrides(args.overrides, multirun=args.multirun or "hydra.mode=MULTIRUN" in args.overrides)
 
 
 def only_prints(args) -> bool:
@@ -178,7 +178,7 @@ def main(argv: list[str]) -> int:
     args, _ = get_args_parser().parse_known_args(argv)
     check_launcher(argv, trains=not only_prints(args))
     config.register()
-    check_overrides(args)
+    check_command_line(args)
     if args.help:
         print_help(args.overrides)
         return 0

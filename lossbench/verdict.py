@@ -8,8 +8,9 @@ A setting is an experiments/verdict_NAME.yaml sweep whose output is ROOT/NAME/ (
 is complete when its runs.csv files hold every run of the grids of the config.yaml files below it,
 unfinished when they hold fewer, missing when there are none. Everything between the two marker
 lines of ROOT/README.md is generated from the settings' runs.csv and epochs.csv through
-lossbench.analysis: a table (a row per pair, a column per setting, each cell the val-selected test
-accuracy at the pair's best lr ± its 95% interval, with its rank), the verdict in prose whose every
+lossbench.statistics and lossbench.comparisons: a table (a row per pair, a column per setting,
+each cell the val-selected test accuracy at the pair's best lr ± its 95% interval, with its
+rank), the verdict in prose whose every
 number and claim is computed here (from complete settings only), the forest and peak-vs-lr plots
 of each setting (rewritten into ROOT/NAME/analysis/), the literature's claims (lossbench.literature,
 also written to ROOT/claims.csv), and where each setting's runs came from (run_info.json). Text
@@ -24,11 +25,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import analysis, literature, report
+from lossbench import comparisons, grid, literature, plots, report, statistics, tables
 from lossbench.claims import claims_table
-from lossbench.config import EXPERIMENTS_DIR, seed_list, shard_seeds
+from lossbench.config import EXPERIMENTS_DIR
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
+from lossbench.results import load
 
 START = "<!-- lossbench verdict: start (python -m lossbench verdict results/verdict) -->"
 END = "<!-- lossbench verdict: end -->"
@@ -98,8 +100,7 @@ def planned_runs(directory: Path) -> tuple[int, set]:
         cfg = OmegaConf.load(path)
         if "sweep" not in cfg:
             continue
-        seeds = shard_seeds(seed_list(cfg.sweep.seeds), cfg.shard.count, cfg.shard.index)
-        total += len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(seeds)
+        total += len(cfg.sweep.pairs) * len(cfg.sweep.lrs) * len(grid.job_seeds(cfg))
         pairs |= set(cfg.sweep.pairs)
     return total, pairs
 
@@ -110,14 +111,14 @@ def load_setting(root: Path, name: str) -> Setting:
         return setting
     setting.expected, setting.planned = planned_runs(setting.directory)
     try:
-        setting.runs, setting.epochs = analysis.load_results([setting.directory])
+        setting.runs, setting.epochs = load.load_results([setting.directory])
     except UserError:
         if any(len(path.read_text().splitlines()) > 1 for path in setting.directory.rglob("runs.csv")):
             raise  # a damaged file, not a sweep that has not finished a run yet
         return setting
-    setting.summary = analysis.summarize(setting.runs, setting.epochs)
-    setting.comparisons, _ = analysis.paired_comparisons(setting.runs, setting.summary)
-    setting.profiles = analysis.pair_profiles(setting.runs, setting.epochs, setting.summary, setting.comparisons)
+    setting.summary = statistics.summarize(setting.runs, setting.epochs)
+    setting.comparisons, _ = comparisons.paired_comparisons(setting.runs, setting.summary)
+    setting.profiles = comparisons.pair_profiles(setting.runs, setting.epochs, setting.summary, setting.comparisons)
     setting.frames = {group_id: group_frames(setting, group_id) for group_id in setting.summary["group_id"].unique()}
     return setting
 
@@ -143,7 +144,7 @@ def cell(profiles: pd.DataFrame, pair: str) -> str:
     if row.empty:
         return "-"
     row = row.iloc[0]
-    return (f"{analysis.percent_stat(row['val_selected_mean'], row['val_selected_ci95'], row['n'])} "
+    return (f"{tables.percent_stat(row['val_selected_mean'], row['val_selected_ci95'], row['n'])} "
             f"(rank {row['rank_val_selected']}, η={row['lr']:g})")
 
 
@@ -205,9 +206,9 @@ def verdict_text(settings: list[Setting]) -> list[str]:
         lead = (f"**Verdict.** No pair ranks first in {settings_phrase}; mean rank over them: {ranks} "
                 "(rank 1 = no pair shown better).")
     lines = [lead, ""]
-    lines += [f"- **{name}**: {analysis.ranking_takeaway(frames['profiles'], frames['comparisons'])}."
+    lines += [f"- **{name}**: {tables.ranking_takeaway(frames['profiles'], frames['comparisons'])}."
               for name, frames in columns]
-    lines += ["", changes_text(columns), "", evidence_text(columns), "", profile_text(columns)]
+    lines += ["", changes_text(columns), "", evidence_text(columns), "", robustness_text(columns)]
     return lines
 
 
@@ -219,7 +220,10 @@ def listing(items: list[str]) -> str:
 def changes_text(columns: list[tuple[str, dict]]) -> str:
     """Whether the set of first-ranked pairs changes between settings."""
     sets = {name: tuple(sorted(leaders(frames["profiles"]))) for name, frames in columns}
-    common = max(set(sets.values()), key=list(sets.values()).count)
+    values = list(sets.values())
+    # the most common set of leaders; a tie goes to the fewest pairs (the sharper statement), then to the
+    # first setting: never to a set's iteration order, which string hashing changes from process to process
+    common = min(values, key=lambda pairs: (-values.count(pairs), len(pairs)))
     changed = {name: pairs for name, pairs in sets.items() if pairs != common}
     if not changed:
         return f"**Where it changes.** Nowhere among the complete settings: first in each: {listing(list(common))}."
@@ -249,10 +253,10 @@ def evidence_text(columns: list[tuple[str, dict]]) -> str:
 
 def describe(row: pd.Series) -> str:
     return (f"{100 * row['mean_diff']:+.2f} points [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] "
-            f"over {row['n']} seeds (p_Holm = {analysis.number(row['p_holm'], '.2g')})")
+            f"over {row['n']} seeds (p_Holm = {tables.number(row['p_holm'], '.2g')})")
 
 
-def profile_text(columns: list[tuple[str, dict]]) -> str:
+def robustness_text(columns: list[tuple[str, dict]]) -> str:
     """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting."""
     parts = []
     for name, frames in columns:
@@ -331,12 +335,12 @@ def generated(root: Path, settings: list[Setting], claims: pd.DataFrame, missing
         "## Where the numbers come from", "", settings_table(settings), ""])
 
 
-def write_plots(settings: list[Setting]) -> None:
+def write_setting_plots(settings: list[Setting]) -> None:
     for setting in settings:
         if setting.finished:
             out = setting.directory / "analysis"
             out.mkdir(exist_ok=True)
-            analysis.write_plots(setting.summary, setting.runs, setting.epochs, out, setting.comparisons,
+            plots.write_plots(setting.summary, setting.runs, setting.epochs, out, setting.comparisons,
                                  setting.profiles)
 
 
@@ -384,7 +388,7 @@ def main(argv: list[str]) -> int:
             print(f"{readme_path} and {claims_path} match the CSVs")
         return 1 if stale else 0
     if not args.no_plots:
-        write_plots(settings)
+        write_setting_plots(settings)
     readme_path.write_text(updated)
     claims_path.write_text(claims_csv)
     done = sum(setting.complete for setting in settings)

@@ -1,38 +1,19 @@
-"""Tests of the command line as a newcomer meets it: help without torch, hints for the common Hydra
-mistakes, `data install` and `compare-runs` through the CLI.
+"""Tests of the command line (lossbench/cli.py) as a newcomer meets it: help without torch, every command's help
+under its own name, an unknown command, paths in errors shown absolute.
 
     python -m pytest tests/test_cli.py
 
-No MNIST needed: the hints stop a sweep before it reads data, compare-runs reads hand-made CSVs.
+No MNIST needed: every case stops before a command reads data. The hints for bad overrides are
+tests/test_overrides.py's; each command's own behaviour, its module's test file's.
 """
 
-import logging
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
-from test_analysis import make_run, write_sweep
 
 from lossbench import cli
-
-
-@pytest.fixture
-def run_cli(capsys, tmp_path, monkeypatch):
-    """`python -m lossbench ARGS` in-process, in an empty working directory: (status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging; give pytest's back
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+from lossbench.cli import COMMANDS
 
 
 # --- help, fast: without torch ------------------------------------------------------------------------------------
@@ -51,50 +32,19 @@ def test_help_prints_without_importing_torch(args):
         assert "compare-runs" in done.stdout and "data " in done.stdout
 
 
-# --- hints for the common Hydra mistakes ----------------------------------------------------------------------------
-HINTS = {  # name -> (overrides, what the one paragraph must say)
-    "scalar for a list": (["sweep.lrs=0.5"], "sweep.lrs=0.5: sweep.lrs is a list; write sweep.lrs=[0.5]."),
-    "scalar for a list of pairs": (["sweep.pairs=sigmoid_ce"], "write sweep.pairs=[sigmoid_ce]."),
-    "list without brackets": (["sweep.lrs=0.5,3"], "sweep.lrs=0.5,3 gives several values; write sweep.lrs=[0.5,3] "
-                                                   "for one list, or put --multirun before the overrides"),
-    "lr in optim": (["optim.lr=0.5"], "optim.lr=0.5: unknown config key optim.lr; learning rates are one list for "
-                                      "the whole sweep, the key sweep.lrs: write sweep.lrs=[0.5]."),
-    "lr at the top": (["lr=0.5"], "unknown config key lr; learning rates are one list for the whole sweep, the key "
-                                  "sweep.lrs: write sweep.lrs=[0.5]."),
-    "eta in sweep": (["sweep.eta=3"], "unknown config key sweep.eta; learning rates are one list"),
-    "learning_rate added": (["+optim.learning_rate=[0.1,1]"], "unknown config key optim.learning_rate (a `+` "
-                                                              "override adds a key, it does not make one known); "
-                                                              "learning rates are one list for the whole sweep, the "
-                                                              "key sweep.lrs: write sweep.lrs=[0.1,1]."),
-    "key close to a known one": (["optim.epoch=3"], "unknown config key optim.epoch; did you mean optim.epochs?"),
-    "key of another node": (["seeds=3"], "unknown config key seeds; did you mean sweep.seeds?"),
-    "added key close to a known one": (["+data.rot=/x"], "unknown config key data.rot (a `+` override adds a key, "
-                                                         "it does not make one known); did you mean data.root?"),
-    "unknown key far from all": (["colour=red"], "unknown config key colour; `python -m lossbench sweep --cfg job` "
-                                                 "shows the keys there are."),
-    "option close to a known one": (["model=book_h3"], "model=book_h3: the group model has no option 'book_h3'; did "
-                                                       "you mean model=book_h30 or model=book_h100?"),
-    "study close to a known one": (["+experiment=nielsen_ch3"], "did you mean experiment=nielsen_ch3_h30"),
-    "wrong type": (["optim.epochs=abc"], "optim.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer."),
-    "unreadable override": (["sweep.lrs=[0.5"], "cannot read the override sweep.lrs=[0.5: no viable alternative"),
-}
+@pytest.mark.parametrize("command", [name for name in COMMANDS if name != "sweep"])  # sweep's help is Hydra's: above
+def test_every_command_answers_help_under_its_own_name(command, capsys):
+    """`python -m lossbench COMMAND --help` reaches the command's module, which names itself as it is typed."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith(f"usage: python -m lossbench {command} ")
+    assert {"analyze": "--out", "gradcheck": "--device {cpu,cuda,auto}"}.get(command, "") in out
 
 
-@pytest.mark.parametrize("case", sorted(HINTS))
-def test_a_common_mistake_gets_one_paragraph_with_a_hint_and_exit_2(run_cli, tmp_path, case):
-    overrides, message = HINTS[case]
-    code, stdout, stderr = run_cli("sweep", *overrides)
-    assert code == 2
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr  # one paragraph
-    assert message in stderr
-    assert "Traceback" not in stdout + stderr and "HYDRA_FULL_ERROR" not in stderr
-    assert list(tmp_path.iterdir()) == []  # no outputs/ directory, nothing else
-
-
-def test_a_hint_also_stops_the_help_and_cfg(run_cli):
-    for flags in (["--help"], ["--cfg", "job"]):
-        code, _, stderr = run_cli("sweep", *flags, "optim.lr=0.5")
-        assert code == 2 and "write sweep.lrs=[0.5]" in stderr
+def test_an_unknown_command_lists_the_commands(capsys):
+    assert cli.main(["analyse"]) == 2
+    assert capsys.readouterr().err == f"error: unknown command 'analyse'; choose one of: {', '.join(COMMANDS)}.\n"
 
 
 def test_a_launchers_config_prints_without_multirun(run_cli):
@@ -109,61 +59,3 @@ def test_a_launchers_config_prints_without_multirun(run_cli):
 def test_a_relative_path_in_an_error_is_shown_absolute(run_cli, tmp_path, args):
     code, _, stderr = run_cli(*args)
     assert code == 2 and str(tmp_path / "nothere") in stderr and " nothere" not in stderr
-
-
-# --- data install through the CLI ----------------------------------------------------------------------------------
-def test_data_install_without_the_files_is_one_message(run_cli, tmp_path):
-    code, _, stderr = run_cli("data", "install", "nowhere")
-    assert code == 2 and stderr == (f"error: cannot install MNIST from {tmp_path / 'nowhere'}: it does not exist. "
-                                    "Give the directory that holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                                    "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each raw or .gz).\n")
-
-
-# --- compare-runs ---------------------------------------------------------------------------------------------------
-def two_sweeps(tmp_path, changed_seed_peak=None, **config):
-    """Sweep A (2 pairs x 2 lrs x 2 seeds, 3 epochs) and B, a copy whose sigmoid_ce lr 3 seed 1 run may differ."""
-    def runs(changed):
-        return [make_run(pair, lr, seed, [0.8, 0.85 + 0.01 * seed + 0.001 * lr, 0.86], **config)
-                if not (changed and (pair, lr, seed) == ("sigmoid_ce", 3.0, 1))
-                else make_run(pair, lr, seed, [0.8, changed, 0.86], **config)
-                for pair in ("sigmoid_ce", "softmax_nll") for lr in (0.5, 3.0) for seed in (0, 1)]
-
-    return write_sweep(tmp_path / "a", runs(None)), write_sweep(tmp_path / "b", runs(changed_seed_peak))
-
-
-def test_compare_runs_finds_identical_sweeps_identical(run_cli, tmp_path):
-    a, b = two_sweeps(tmp_path)
-    code, stdout, _ = run_cli("compare-runs", str(a), str(b))
-    assert code == 0
-    assert "identical (status and every metric of every epoch, to the last bit): 8 of 8" in stdout
-    assert "largest peak test accuracy difference" not in stdout
-    assert "the same in both: sigmoid_ce 3, softmax_nll 3" in stdout
-
-
-def test_compare_runs_reports_the_run_that_differs_by_lr(run_cli, tmp_path):
-    a, b = two_sweeps(tmp_path, changed_seed_peak=0.9)  # 0.863 in A: 3.7 points
-    code, stdout, _ = run_cli("compare-runs", str(a), str(b), "--out", "per_run.csv")
-    assert code == 0
-    assert "identical (status and every metric of every epoch, to the last bit): 7 of 8" in stdout
-    assert "largest peak test accuracy difference: 3.70 points (sigmoid_ce, lr 3, seed 1)" in stdout
-    table = stdout.split("by pair and lr")[1].splitlines()
-    row = next(line.split() for line in table if line.split()[:2] == ["sigmoid_ce", "3"])
-    assert row[2:] == ["2", "1", "2", "3.70", "3.70"]  # runs, identical, first diff. epoch, max |Δ test acc|, peak
-    per_run = pd.read_csv(tmp_path / "per_run.csv").set_index("run_id")
-    assert per_run["identical"].sum() == 7 and per_run["max_diff_test_acc"].max() == pytest.approx(0.037)
-
-
-@pytest.mark.parametrize("problem", ["no run shared", "same directory", "not a sweep"])
-def test_compare_runs_refuses_what_is_not_comparable(run_cli, tmp_path, problem):
-    a, _ = two_sweeps(tmp_path)
-    other = {"no run shared": write_sweep(tmp_path / "c", [make_run("sigmoid_ce", 0.5, 0, [0.8, 0.9], l2=5.0)]),
-             "same directory": a, "not a sweep": tmp_path / "empty"}[problem]
-    (tmp_path / "empty").mkdir()
-    code, _, stderr = run_cli("compare-runs", "a", str(other))
-    assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1
-    expected = {"no run shared": f"{a} and {other} share no run, so there is nothing to compare run by run",
-                "same directory": f"DIR_A and DIR_B are both {a}",
-                "not a sweep": f"{other}: no runs.csv in it or any subdirectory"}[problem]
-    assert expected in stderr
-    if problem == "no run shared":  # says what each holds
-        assert "A holds 8 runs (2 pairs, 2 lrs, 2 seeds) of 784-30-10" in stderr and "l2=5" in stderr

@@ -1,6 +1,6 @@
 """Tests of sweeps split into Hydra multirun jobs: shards, launchers, merging, a failed job, Slurm.
 
-    /work/venv/bin/python -m pytest tests/test_cluster.py
+    python -m pytest tests/test_cluster.py
 
 The sweeps need MNIST (LOSSBENCH_DATA) and the launcher tests the `cluster` extra
 (pip install -e '.[dev,cluster]': hydra-submitit-launcher). Every sweep here
@@ -18,14 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from lossbench import analysis, cli, config
-from lossbench.errors import UserError
-
-needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                 reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
+from lossbench import cli, config
+from lossbench.results import load
 
 PAIRS = "sweep.pairs=[sigmoid_ce,softmax_nll]"
 GRID = ["sweep.lrs=[0.5,3.0]", "sweep.seeds=4", "optim.epochs=3", "model.sizes=[784,8,10]",
@@ -47,7 +42,7 @@ def sweep(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def merged(directory: Path) -> dict[str, pd.DataFrame]:
     """runs and epochs of every sweep under `directory`, as `lossbench analyze` merges them, sorted by run."""
-    runs, epochs = analysis.load_results([directory])
+    runs, epochs = load.load_results([directory])
     assert runs["run_id"].is_unique and not epochs.duplicated(["run_id", "epoch"]).any()
     return {"runs": runs.drop(columns=VOLATILE).sort_values("run_id", ignore_index=True),
             "epochs": epochs.sort_values(["run_id", "epoch"], ignore_index=True)}
@@ -72,33 +67,13 @@ def single_process(tmp_path_factory) -> Path:
     return out
 
 
-def test_shards_cut_the_seeds_into_contiguous_blocks():
-    seeds = [3, 1, 4, 1_000, 5, 9, 2]
-    for count in range(1, len(seeds) + 1):
-        blocks = [config.shard_seeds(seeds, count, index) for index in range(count)]
-        assert sum(blocks, []) == seeds
-        assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
-    assert config.shard_seeds([0, 1, 2, 3, 4], 2, 1) == [2, 3, 4]
-    for count, index in ((2, 2), (2, -1), (0, 0)):
-        with pytest.raises(UserError, match=rf"shard.index={index} with shard.count={count}: the index must be in"):
-            config.shard_seeds(seeds, count, index)
-    with pytest.raises(UserError, match="shard.count=8 is more than the 7 seeds"):
-        config.shard_seeds(seeds, 8, 0)
-
-
 @pytest.mark.parametrize("launcher,target", [("lossbench_slurm", "SlurmLauncher"), ("lossbench_local", "LocalLauncher")])
 def test_launcher_configs_compose_with_their_values(launcher, target):
     needs_submitit()
-    config.register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-            overrides = [f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=30"]
-            if launcher == "lossbench_slurm":
-                overrides.append("hydra.launcher.partition=gpu")
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True).hydra.launcher
-    finally:
-        GlobalHydra.instance().clear()
+    overrides = [f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=30"]
+    if launcher == "lossbench_slurm":
+        overrides.append("hydra.launcher.partition=gpu")
+    cfg = config.compose_config(overrides, hydra=True).hydra.launcher
     assert cfg._target_ == f"hydra_plugins.hydra_submitit_launcher.submitit_launcher.{target}"
     assert cfg.timeout_min == 30 and cfg.name == "lossbench"
     if launcher == "lossbench_slurm":
@@ -119,7 +94,7 @@ def test_a_launcher_without_multirun_or_its_plugin_is_one_message(monkeypatch, c
         "install lossbench with its cluster extra: pip install -e '.[cluster]'.\n")
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["shards on submitit_local", "pairs on the basic launcher"])
 def test_multirun_jobs_merge_into_the_single_process_results(tmp_path, single_process, split):
@@ -140,7 +115,7 @@ def test_multirun_jobs_merge_into_the_single_process_results(tmp_path, single_pr
     assert_same_runs(out, single_process)
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_a_failed_job_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, single_process):
     needs_submitit()
@@ -218,7 +193,7 @@ FAKE_SLURM = {
 }
 
 
-@needs_mnist
+@pytest.mark.mnist
 @pytest.mark.slow
 def test_the_slurm_launcher_config_runs_through_sbatch(tmp_path, single_process):
     needs_submitit()

@@ -1,6 +1,6 @@
 """Tests of the data layer: the IDX reader and checks on small files made here, the real MNIST, the caches.
 
-    /work/venv/bin/python -m pytest tests/test_data.py
+    python -m pytest tests/test_data.py
 
 The real-data tests read LOSSBENCH_DATA or ../shared/data/mnist beside the
 repository and skip when neither exists; the Fashion-MNIST test reads Debian's
@@ -12,7 +12,6 @@ import importlib.abc
 import os
 import struct
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,7 @@ from lossbench.errors import UserError
 MNIST_DIR = Path(os.environ.get("LOSSBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """A fresh disk cache and default data location under tmp_path, an empty in-process cache, and no
-    torchvision (CI's offline path)."""
-    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
-    data._decoded.cache_clear()
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 def idx_bytes(array: torch.Tensor, magic: int | None = None) -> bytes:
@@ -286,127 +278,21 @@ def test_torchvision_that_fails_to_import_is_reported(tmp_path, monkeypatch):
         load_split(root=tmp_path)
 
 
-def install_fake_torchvision(monkeypatch, download):
-    """torchvision.datasets.MNIST whose constructor runs `download(root)` instead of going online."""
-    datasets = types.ModuleType("torchvision.datasets")
-    datasets.MNIST = lambda root, **kwargs: download(Path(root))
-    torchvision = types.ModuleType("torchvision")
-    torchvision.datasets = datasets
-    monkeypatch.setitem(sys.modules, "torchvision", torchvision)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
-
-
-def test_downloads_with_torchvision_into_its_raw_folder(tmp_path, monkeypatch):
+def test_downloads_with_torchvision_into_its_raw_folder(tmp_path, fake_torchvision):
     arrays = fake_dataset()
     # where torchvision puts them: ROOT/MNIST/raw, raw files beside the .gz
-    install_fake_torchvision(monkeypatch, lambda root: write_dataset(root / "MNIST" / "raw", arrays, gz=False))
+    fake_torchvision(lambda root: write_dataset(root / "MNIST" / "raw", arrays, gz=False))
     split = load_split(root=tmp_path / "new", val_size=10)
     assert torch.equal(split.test_y, arrays["test_labels"].long())
 
 
-def test_failed_download_is_reported(tmp_path, monkeypatch):
+def test_failed_download_is_reported(tmp_path, fake_torchvision):
     def offline(root):
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    install_fake_torchvision(monkeypatch, offline)
+    fake_torchvision(offline)
     with pytest.raises(UserError, match=r"downloading them there with torchvision failed \(OSError: .*name resolution"):
         load_split(root=tmp_path)
-
-
-# --- python -m lossbench data install ---------------------------------------------------------------------------
-needs_mnist = pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST not found at {MNIST_DIR}")
-
-
-def installed(tmp_path) -> Path:
-    return tmp_path / "xdg" / "lossbench" / "mnist"
-
-
-@needs_mnist
-def test_install_copies_checks_and_reports(tmp_path, monkeypatch):
-    monkeypatch.delenv("LOSSBENCH_DATA")
-    monkeypatch.chdir(MNIST_DIR.parent)
-    report = data.install(MNIST_DIR.name)  # a relative source
-    target = installed(tmp_path)
-    assert report.startswith(f"installed MNIST from {MNIST_DIR.name} into {target}; each file decodes and matches")
-    assert "train-images-idx3-ubyte.gz: 60000 x 28 x 28" in report and "t10k-labels-idx1-ubyte.gz: 10000" in report
-    assert sorted(path.name for path in target.iterdir()) == sorted(f"{name}.gz" for name in FILES.values())
-    assert [path.name for path in target.parent.iterdir()] == ["mnist"]  # no staging directory left
-    assert torch.bincount(load_split().test_y).tolist()[:2] == [980, 1135]  # found with no root, no env
-    assert data.install(str(target)).startswith(f"installed MNIST from {target}")  # installing it again is harmless
-
-
-@needs_mnist
-def test_install_refuses_a_file_that_is_not_mnist_and_keeps_the_earlier_installation(tmp_path):
-    source = tmp_path / "altered"
-    source.mkdir()
-    for path in MNIST_DIR.glob("*-ubyte.gz"):
-        (source / path.name).write_bytes(path.read_bytes())
-    labels = bytearray(gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes()))
-    labels[-1] = (labels[-1] + 1) % 10  # still a valid IDX file of labels 0..9, but not MNIST's
-    (source / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(labels)))
-    earlier = installed(tmp_path)
-    earlier.mkdir(parents=True)
-    (earlier / "marker").write_text("an earlier installation")
-    with pytest.raises(UserError, match=rf"{source}/t10k-labels-idx1-ubyte.gz: the md5 of its uncompressed bytes is "
-                                        r"[0-9a-f]{32}, not MNIST's 27ae3e4e09519cfbb04c329615203637: .* nothing was installed"):
-        data.install(str(source))
-    assert [path.name for path in earlier.iterdir()] == ["marker"]
-    assert [path.name for path in earlier.parent.iterdir()] == ["mnist"]
-
-
-def test_install_from_a_directory_without_the_files_names_it_absolute(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match=rf"cannot install MNIST from {tmp_path}/empty: it lacks train-images-idx3-ubyte"):
-        data.install("empty")
-    assert not (tmp_path / "xdg" / "lossbench" / "mnist").exists()
-
-
-def install_fake_download_url(monkeypatch, fetch):
-    """torchvision.datasets.utils.download_url that runs `fetch(url, path)` instead of going online."""
-    utils = types.ModuleType("torchvision.datasets.utils")
-    utils.download_url = lambda url, root, filename: fetch(url, Path(root) / filename)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets.utils", utils)
-
-
-@needs_mnist
-def test_install_from_a_url_downloads_with_torchvision(tmp_path, monkeypatch):
-    urls = []
-
-    def mirror(url, path):  # a mirror that serves the shared copy
-        urls.append(url)
-        path.write_bytes((MNIST_DIR / url.rsplit("/", 1)[1]).read_bytes())
-
-    install_fake_download_url(monkeypatch, mirror)
-    report = data.install("https://mirror.example/mnist/")
-    assert urls == [f"https://mirror.example/mnist/{name}.gz" for name in FILES.values()]
-    assert report.startswith(f"installed MNIST from https://mirror.example/mnist/ into {installed(tmp_path)}")
-
-
-def test_install_from_a_url_offline_or_without_torchvision_says_so(tmp_path, monkeypatch):
-    with pytest.raises(UserError, match=r"cannot install MNIST from https://mirror.example/mnist: torchvision, which "
-                                        r"downloads them, cannot be imported .*pip install lossbench\[download\]"):
-        data.install("https://mirror.example/mnist")
-
-    def offline(url, path):
-        raise OSError("[Errno -3] Temporary failure in name resolution")
-
-    install_fake_download_url(monkeypatch, offline)
-    with pytest.raises(UserError, match=r"downloading them with torchvision failed \(OSError: .*name resolution\)\. "
-                                        r"Download the four files .* yourself"):
-        data.install("https://mirror.example/mnist")
-    assert not installed(tmp_path).exists()
-
-
-@needs_mnist
-def test_install_without_a_source_uses_torchvisions_mirrors(tmp_path, monkeypatch):
-    def download(root):  # torchvision.datasets.MNIST(root, download=True) puts them in ROOT/MNIST/raw
-        (root / "MNIST" / "raw").mkdir(parents=True)
-        for path in MNIST_DIR.glob("*-ubyte.gz"):
-            (root / "MNIST" / "raw" / path.name).write_bytes(path.read_bytes())
-
-    install_fake_torchvision(monkeypatch, download)
-    assert data.install(None).startswith(f"installed MNIST from torchvision's MNIST mirrors into {installed(tmp_path)}")
 
 
 # --- the caches -------------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import analysis, bench, config, results
+from lossbench import bench, config, statistics
+from lossbench.results import columns
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -37,7 +38,7 @@ def test_the_pages_use_every_table_and_only_known_ones(gen):
 
 def test_config_table_lists_every_schema_key_with_its_composed_default(gen):
     table = gen.config_keys()
-    cfg = bench.sweep_config([])
+    cfg = config.compose_config()
     for key, _ in gen.schema_fields(config.SweepConfig):
         assert f"`{gen.value_text(gen.default(cfg, key))}`" in row_of(table, key), key
     assert "| `optim.epochs` | `30` | int |" in table
@@ -57,10 +58,10 @@ def test_group_options_and_studies_come_from_conf_and_experiments(gen):
 
 
 @pytest.mark.parametrize("table,columns", [
-    ("runs-columns", results.RUN_COLUMNS),
-    ("bench-columns", bench.COLUMNS),
-    ("epochs-columns", ["run_id", "epoch", *results.BASE_METRICS, "grad_b{l}", "grad_w{l}"]),
-    ("summary-columns", ["best_val_mean", "peak_ci95", "reach95_epochs_mean", "best_lr", *analysis.CONFIG_COLUMNS]),
+    ("runs-columns", columns.RUN_COLUMNS),
+    ("bench-columns", bench.BENCH_COLUMNS),
+    ("epochs-columns", ["run_id", "epoch", *columns.BASE_METRICS, "grad_b{l}", "grad_w{l}"]),
+    ("summary-columns", ["best_val_mean", "peak_ci95", "reach95_epochs_mean", "best_lr", *statistics.CONFIG_COLUMNS]),
     ("slowdown-columns", ["out_grad_b", "out_hidden_ratio", "saturated_first"]),
 ])
 def test_column_tables_name_every_column(gen, table, columns):
@@ -70,7 +71,7 @@ def test_column_tables_name_every_column(gen, table, columns):
 
 
 def test_a_column_without_a_meaning_stops_the_build(gen, monkeypatch):
-    monkeypatch.setattr(results, "RUN_COLUMNS", [*results.RUN_COLUMNS, "new_column"])
+    monkeypatch.setattr(columns, "RUN_COLUMNS", [*columns.RUN_COLUMNS, "new_column"])
     with pytest.raises(gen.ReferenceError, match="runs-columns: 'new_column' has no meaning"):
         gen.runs_columns()
 

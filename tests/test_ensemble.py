@@ -7,22 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench import ensemble
 from lossbench.data import Split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, init_params
 from lossbench.pairs import PAIRS
 from lossbench.reference import sgd_epoch
 
 F64 = torch.float64
-
-
-def synthetic_split(n_train: int, n_eval: int = 100, seed: int = 0, dtype=F64) -> Split:
-    """Images with MNIST's shape and range, labels that a linear map can partly learn."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + 2 * n_eval
-    x = torch.rand(n, 784, generator=g, dtype=dtype)
-    y = (x[:, :10] * torch.arange(1, 11, dtype=dtype)).argmax(1)
-    return Split("synthetic", x[:n_train], y[:n_train], x[n_train:n_train + n_eval], y[n_train:n_train + n_eval],
-                 x[n_train + n_eval:], y[n_train + n_eval:])
 
 
 def reference_run(spec: RunSpec, cfg: TrainConfig, data: Split, epochs: int):
@@ -40,9 +31,9 @@ def reference_run(spec: RunSpec, cfg: TrainConfig, data: Split, epochs: int):
 
 @pytest.mark.parametrize("pair", list(PAIRS))
 @pytest.mark.parametrize("sizes,init,l2", [((784, 30, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
-def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
+def test_matches_per_example_numpy_reference(learnable_split, pair, sizes, init, l2):
     """2 epochs on 500 examples, float64: every weight within 1e-9 of the book's per-example algorithm."""
-    data = synthetic_split(500)
+    data = learnable_split(500)
     cfg = TrainConfig(sizes=sizes, init=init, batch_size=10, l2=l2, dtype=F64)
     # Two seeds x two learning rates: exercises the seed groups that share the first layer. Linear
     # outputs are unbounded: at eta = 0.5 they diverge, and rounding differences grow without bound.
@@ -59,39 +50,20 @@ def test_matches_per_example_numpy_reference(pair, sizes, init, l2):
             np.testing.assert_allclose(b[m, 0].numpy(), b_ref, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("sizes,init,l2", [((784, 12, 10), "large", 0.0), ((784, 16, 12, 10), "default", 5.0)])
-def test_windows_of_steps_equal_one_step_at_a_time(sizes, init, l2):
-    """The blocked first layer (Ensemble.window steps at once) is the same SGD as one step at a time, to
-    rounding: every pair, two seed groups sharing a first layer; 2 epochs of 23 steps, the last one short."""
-    data = synthetic_split(227)
-    cfg = TrainConfig(sizes=sizes, init=init, l2=l2, dtype=F64)
-    specs = [RunSpec(pair, lr, seed) for seed in (3, 4) for lr in (0.3, 0.03) for pair in PAIRS]
-    blocked, stepwise = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
-    stepwise.window = 1
-    assert blocked.window > 1 and 227 // 10 % blocked.window  # several windows and a shorter one each epoch
-    for _ in range(2):
-        metrics, metrics_stepwise = blocked.train_epoch(), stepwise.train_epoch()
-        for key, value in metrics_stepwise.items():
-            np.testing.assert_allclose(metrics[key], value, rtol=1e-12, atol=1e-13, err_msg=key)
-    for (w, b), (w1, b1) in zip(blocked.params(), stepwise.params()):
-        np.testing.assert_allclose(w.numpy(), w1.numpy(), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(b.numpy(), b1.numpy(), rtol=0, atol=1e-12)
-
-
-def test_strong_weight_decay_runs_one_step_at_a_time_and_stays_finite():
+def test_strong_weight_decay_runs_one_step_at_a_time_and_stays_finite(learnable_split):
     """eta lambda / n = 0.999 shrinks the weights 1000x a step; a window's corrections would scale deltas
     by 1000^k, beyond float32 after 13 steps (20 steps here), so such an ensemble is not blocked."""
-    data = synthetic_split(200, dtype=torch.float32)
+    data = learnable_split(200, dtype=torch.float32)
     ens = Ensemble([RunSpec("sigmoid_ce", 0.999, 0)], TrainConfig(sizes=(784, 8, 10), l2=200.0), data)
     ens.train_epoch()
     assert all(torch.isfinite(t).all() for layer in ens.params() for t in layer)
     assert ens.window == 1
 
 
-def test_next_epoch_batches_are_what_train_epoch_trains_on():
+def test_next_epoch_batches_are_what_train_epoch_trains_on(learnable_split):
     """The benchmark draws its batches with next_epoch_batches: run through run_steps they give train_epoch's
     parameters, bit for bit (n = 95: nine full mini-batches and the book's last one of 5)."""
-    data = synthetic_split(95)
+    data = learnable_split(95)
     cfg = TrainConfig(sizes=(784, 6, 10), dtype=F64)
     specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1)]
     trained, stepped = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data)
@@ -104,40 +76,15 @@ def test_next_epoch_batches_are_what_train_epoch_trains_on():
         assert torch.equal(w, w1) and torch.equal(b, b1)
 
 
-@pytest.fixture
-def two_torch_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_shards_train_in_threads_of_one_torch_thread_that_flush_denormals(two_torch_threads):
-    """On the CPU the groups are cut into one shard per torch thread, each trained in a thread of its own with
-    one torch thread; those threads inherit the flush-to-zero mode that importing lossbench.ensemble set."""
-    data = synthetic_split(40)
-    specs = [RunSpec("sigmoid_ce", 0.5, seed) for seed in range(5)]
-    ens = Ensemble(specs, TrainConfig(sizes=(784, 4, 10)), data)
-    assert [(shard.groups.start, shard.groups.stop) for shard in ens.shards] == [(0, 2), (2, 5)]
-    seen = []
-    tiny = torch.finfo(torch.float32).tiny
-    for shard in ens.shards:
-        shard._train = lambda batches, window: seen.append(
-            (batches.shape[1], torch.get_num_threads(), bool(torch.tensor(4 * tiny) / 8 == 0)))
-    ens.run_steps(ens.next_epoch_batches()[0])
-    assert sorted(seen) == [(2, 1, True), (3, 1, True)]
-    assert torch.get_num_threads() == 2
-
-
-def test_learning_rates_must_be_positive():
-    data = synthetic_split(20)
+def test_learning_rates_must_be_positive(learnable_split):
+    data = learnable_split(20)
     with pytest.raises(ValueError, match="finite and > 0"):
         Ensemble([RunSpec("sigmoid_ce", 0.0, 0)], TrainConfig(sizes=(784, 4, 10)), data)
 
 
-def test_last_partial_batch_follows_the_book():
+def test_last_partial_batch_follows_the_book(learnable_split):
     """n = 503 with m = 10: the last mini-batch has 3 examples and is averaged over 3, as in network.py."""
-    data = synthetic_split(503)
+    data = learnable_split(503)
     cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
     spec = RunSpec("sigmoid_ce", 0.5, 7)
     ens = Ensemble([spec], cfg, data)
@@ -163,18 +110,18 @@ def assert_same_as_alone(specs, cfg, data, models, epochs=2):
     return ens
 
 
-def test_model_in_ensemble_of_160_equals_model_alone():
+def test_model_in_ensemble_of_160_equals_model_alone(learnable_split):
     """Model m's numbers depend only on its own spec, whatever shares its ensemble: 4 pairs x 2 lrs x 20 seeds."""
-    data = synthetic_split(200, n_eval=50)
+    data = learnable_split(200, n_eval=50)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
     specs = [RunSpec(pair, lr, seed) for seed in range(20) for lr in (0.1, 0.5) for pair in PAIRS]
     ens = assert_same_as_alone(specs, cfg, data, models=(0, 57, 98, 159))
     assert (ens.S, ens.G) == (80, 2)
 
 
-def test_irregular_ensemble_falls_back_to_one_model_per_group():
+def test_irregular_ensemble_falls_back_to_one_model_per_group(learnable_split):
     """Seeds holding different pairs cannot share the first layer; the numbers stay the same."""
-    data = synthetic_split(100, n_eval=50)
+    data = learnable_split(100, n_eval=50)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=F64)
     specs = [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 0.5, 0), RunSpec("sigmoid_ce", 0.1, 1),
              RunSpec("linear_mse", 0.05, 2)]
@@ -182,8 +129,8 @@ def test_irregular_ensemble_falls_back_to_one_model_per_group():
     assert (ens.S, ens.G) == (4, 1)
 
 
-def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
-    data = synthetic_split(300)
+def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical(learnable_split):
+    data = learnable_split(300)
     cfg = TrainConfig(sizes=(784, 10, 10), batch_size=10, dtype=torch.float32)
     good = [RunSpec("linear_mse", 0.01, 1), RunSpec("linear_mse", 0.02, 2)]
     with_bad = Ensemble(good + [RunSpec("linear_mse", 1e6, 3)], cfg, data)
@@ -199,53 +146,15 @@ def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
         assert torch.equal(w[:2], w_sane[:2])
 
 
-@pytest.mark.parametrize("pair", list(PAIRS))
-def test_gradient_norm_metrics_equal_autograd_through_the_custom_function(pair):
-    """With one mini-batch per epoch, grad_b/grad_w are the norms of the gradient of the batch-mean cost,
-    which autograd computes here through the pair's custom Function (so from its hand-derived backward)."""
-    data = synthetic_split(10)
-    cfg = TrainConfig(sizes=(784, 8, 6, 10), init="default", batch_size=10, dtype=F64)
-    spec = RunSpec(pair, 0.1, 5)
-    params = [(w.requires_grad_(), b.requires_grad_()) for w, b in init_params(spec.seed, cfg.sizes, cfg.init)]
-    a = data.train_x
-    for w, b in params[:-1]:
-        a = torch.sigmoid(a @ w + b)
-    z = a @ params[-1][0] + params[-1][1]
-    y = torch.nn.functional.one_hot(data.train_y, 10).to(F64)
-    cost = PAIRS[pair].per_example_cost(z, y).mean()
-    grads = torch.autograd.grad(cost, [t for wb in params for t in wb])
-    metrics = Ensemble([spec], cfg, data).train_epoch()
-    for l in range(3):
-        assert metrics[f"grad_w{l + 1}"][0] == pytest.approx(grads[2 * l].norm().item(), rel=1e-10)
-        assert metrics[f"grad_b{l + 1}"][0] == pytest.approx(grads[2 * l + 1].norm().item(), rel=1e-10)
-    assert metrics["train_cost"][0] == pytest.approx(cost.item(), rel=1e-12)
-
-
-def test_evaluation_metrics_match_a_direct_computation():
-    data = synthetic_split(100, n_eval=300)
-    cfg = TrainConfig(sizes=(784, 20, 10), batch_size=10, dtype=F64)
-    spec = RunSpec("sigmoid_mse", 3.0, 11)
-    ens = Ensemble([spec, RunSpec("sigmoid_mse", 0.3, 12)], cfg, data)
-    metrics = ens.train_epoch()
-    (w1, b1), (w2, b2) = ens.params()
-    z = torch.sigmoid(data.test_x @ w1[0] + b1[0]) @ w2[0] + b2[0]
-    y = torch.nn.functional.one_hot(data.test_y, 10).to(F64)
-    assert metrics["test_acc"][0] == (z.argmax(1) == data.test_y).double().mean().item()
-    assert metrics["test_cost"][0] == pytest.approx(PAIRS["sigmoid_mse"].cost_fn(z, y).mean().item(), rel=1e-12)
-    sat = (torch.sigmoid(z) * torch.sigmoid(-z) < 0.01).double().mean().item()
-    assert metrics["test_saturated"][0] == pytest.approx(sat, rel=1e-12)
-    assert np.isnan(Ensemble([RunSpec("softmax_nll", 0.1, 1)], cfg, data).evaluate()["test_saturated"][0])
-
-
-def test_epoch_zero_row_has_eval_metrics_only():
-    data = synthetic_split(50)
+def test_epoch_zero_row_has_eval_metrics_only(learnable_split):
+    data = learnable_split(50)
     metrics = Ensemble([RunSpec("sigmoid_ce", 0.5, 0)], TrainConfig(sizes=(784, 5, 10)), data).evaluate()
     assert np.isnan(metrics["train_cost"][0]) and np.isnan(metrics["grad_b1"][0])
     assert 0 <= metrics["test_acc"][0] <= 1 and np.isfinite(metrics["val_cost"][0])
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_numbers():
-    data = synthetic_split(200)
+def test_checkpoint_resume_gives_the_uninterrupted_numbers(learnable_split):
+    data = learnable_split(200)
     cfg = TrainConfig(sizes=(784, 12, 10), batch_size=10, dtype=torch.float32)
     specs = [RunSpec("softmax_nll", lr, seed) for lr in (0.1, 1.0) for seed in (0, 1, 2)]
     straight = Ensemble(specs, cfg, data)
@@ -265,8 +174,8 @@ def test_checkpoint_resume_gives_the_uninterrupted_numbers():
         Ensemble(specs[:2], cfg, data).load_state_dict(state)
 
 
-def test_float32_run_learns_and_spec_order_is_kept():
-    data = synthetic_split(1000, dtype=torch.float32)
+def test_float32_run_learns_and_spec_order_is_kept(learnable_split):
+    data = learnable_split(1000, dtype=torch.float32)
     specs = [RunSpec("sigmoid_ce", 0.5, 2), RunSpec("sigmoid_ce", 0.5, 1), RunSpec("sigmoid_ce", 1e-9, 2)]
     ens = Ensemble(specs, TrainConfig(sizes=(784, 20, 10)), data)
     before = ens.evaluate()["val_acc"]
@@ -278,7 +187,7 @@ def test_float32_run_learns_and_spec_order_is_kept():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graphs_agree_with_cpu(monkeypatch):
+def test_cuda_graphs_agree_with_cpu(learnable_split, monkeypatch):
     """The graphed CUDA path against the CPU path, float64. 1,205 examples are 120 steps of 10 and one
     of 5: with GRAPH_STEPS = 50, an epoch replays the one captured graph twice, runs 20 steps eagerly
     and then the short batch."""
@@ -292,7 +201,7 @@ def test_cuda_graphs_agree_with_cpu(monkeypatch):
         return replay(graph)
 
     monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", counted_replay)
-    data = synthetic_split(1205)
+    data = learnable_split(1205)
     specs = [RunSpec("sigmoid_ce", lr, seed) for lr in (0.1, 0.5) for seed in (0, 1)]
     cpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64), data)
     gpu = Ensemble(specs, TrainConfig(sizes=(784, 20, 10), dtype=F64, device="cuda", engine="graphs"), data)
@@ -302,3 +211,16 @@ def test_cuda_graphs_agree_with_cpu(monkeypatch):
     assert len(replays) == 4 and all(graph is gpu._graphs[50][1] for graph in replays)
     for key in m_cpu:
         np.testing.assert_allclose(m_gpu[key], m_cpu[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_the_ensemble_reports_progress_every_graph_of_steps_and_trains_the_same(learnable_split, monkeypatch):
+    data, specs = learnable_split(21, n_eval=50), [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 3.0, 1)]
+    cfg = TrainConfig(sizes=(784, 8, 10), batch_size=2, dtype=torch.float64)  # 10 full steps and a last one of 1
+    monkeypatch.setattr(ensemble, "WINDOW", 2)  # CPU windows of 2 steps, so that 4 steps are whole windows
+    quiet, reporting, calls = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data), []
+    plain = quiet.train_epoch()  # all 10 steps in one run_steps call (GRAPH_STEPS = 500)
+    monkeypatch.setattr(ensemble, "GRAPH_STEPS", 4)  # a few steps show what 500 do
+    reported = reporting.train_epoch(calls.append)
+    assert calls == [4, 8, 10]
+    for key, value in plain.items():
+        np.testing.assert_array_equal(value, reported[key], err_msg=key)

@@ -1,6 +1,6 @@
 """`python -m lossbench gradcheck`: its table, its exit status and its claims.
 
-    /work/venv/bin/python -m pytest tests/test_gradcheck.py
+    python -m pytest tests/test_gradcheck.py
 """
 
 import dataclasses
@@ -33,13 +33,6 @@ def test_the_command_runs_through_the_cli():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "All pairs pass." in done.stdout
-
-
-def test_help_exits_0_and_names_the_options(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        gradcheck.main(["--help"])
-    assert exit_.value.code == 0
-    assert "--device {cpu,cuda,auto}" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")

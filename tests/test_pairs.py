@@ -1,6 +1,6 @@
 """The pairs against the same costs written with PyTorch's own ops, micrograd style.
 
-    /work/venv/bin/python -m pytest tests/test_pairs.py
+    python -m pytest tests/test_pairs.py
 
 Each test builds a cost both ways (lossbench.pairs and REFERENCE_COSTS, PyTorch's
 composed ops), in float64 unless said, and compares values and gradients.

@@ -11,14 +11,13 @@ from lossbench import peers
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
 from lossbench.pairs import PAIRS
 
-from test_ensemble import synthetic_split
-
 F64 = torch.float64
 
 
-def ensemble_and_batches():
+@pytest.fixture
+def ensemble_and_batches(learnable_split):
     """Every pair, two learning rates and two seeds (so groups share batch orders), 784-12-7-10, float64."""
-    data = synthetic_split(60, n_eval=30)
+    data = learnable_split(60, n_eval=30)
     specs = [RunSpec(pair, lr, seed) for seed in (5, 6) for lr in (0.3, 0.05) for pair in PAIRS]
     ensemble = Ensemble(specs, TrainConfig(sizes=(784, 12, 7, 10), init="default", dtype=F64), data)
     return ensemble, ensemble.next_epoch_batches()[0][:3]
@@ -37,13 +36,13 @@ def assert_same_steps(peer, ensemble, batches):
         np.testing.assert_allclose(values, evaluated[key], rtol=1e-12, atol=0, err_msg=key)
 
 
-def test_torch_func_steps_equal_the_ensembles():
-    ensemble, batches = ensemble_and_batches()
+def test_torch_func_steps_equal_the_ensembles(ensemble_and_batches):
+    ensemble, batches = ensemble_and_batches
     assert_same_steps(peers.TorchFunc(ensemble), ensemble, batches)
 
 
-def test_jax_steps_equal_the_ensembles():
+def test_jax_steps_equal_the_ensembles(ensemble_and_batches):
     jax = pytest.importorskip("jax")
-    ensemble, batches = ensemble_and_batches()
+    ensemble, batches = ensemble_and_batches
     with jax.enable_x64(True):
         assert_same_steps(peers.Jax(ensemble), ensemble, batches)

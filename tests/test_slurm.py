@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lossbench import analysis
+from lossbench.results import load
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
@@ -75,7 +75,7 @@ def single_process(tmp_path_factory) -> Path:
 
 def assert_same_runs(a: Path, b: Path) -> None:
     """The runs `analyze` merges from the jobs equal the single process's (float64, to 1e-12)."""
-    left, right = analysis.load_results([a]), analysis.load_results([b])
+    left, right = load.load_results([a]), load.load_results([b])
     for mine, theirs, keys in zip(left, right, (["run_id"], ["run_id", "epoch"])):
         mine, theirs = (frame.drop(columns=["wall_time_s"], errors="ignore").sort_values(keys, ignore_index=True)
                         for frame in (mine, theirs))

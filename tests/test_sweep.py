@@ -1,7 +1,7 @@
 """Tests of `python -m lossbench sweep`: the CSVs, resuming after kill -9 / Ctrl-C, damaged checkpoints,
 a full disk, refusals, bad input.
 
-    /work/venv/bin/python -m pytest tests/test_sweep.py
+    python -m pytest tests/test_sweep.py
 
 Needs MNIST (LOSSBENCH_DATA; conftest.py defaults it to ../shared/data/mnist) and
 skips without it. Most runs train a few models on a few hundred images for one or
@@ -10,8 +10,6 @@ kill tests run it as a subprocess, as a user does.
 """
 
 import errno
-import fcntl
-import logging
 import os
 import random
 import re
@@ -22,38 +20,17 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 from omegaconf import OmegaConf
 
-from lossbench import analysis, cli, ensemble, results, sweep
-from lossbench.data import Split
-from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
-from lossbench.errors import UserError
+from lossbench import statistics, sweep
+from lossbench.results import columns, load, write
 
-pytestmark = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
+pytestmark = pytest.mark.mnist
 
 TINY = ["sweep.pairs=[sigmoid_ce]", "sweep.lrs=[0.5]", "sweep.seeds=1", "optim.epochs=1",
         "data.train_size=100", "data.val_size=500"]
-
-
-@pytest.fixture
-def sweep_cli(capsys):
-    """Run `python -m lossbench sweep ARGS` in-process: (exit status, stdout, stderr)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging for its job; give pytest's back
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["sweep", *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run_subprocess(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -84,8 +61,8 @@ def test_cli_smoke_writes_the_contracts_csvs_and_never_recomputes(tmp_path):
     print(f"smoke sweep: {elapsed:.1f} s")
 
     runs, epochs = pd.read_csv(out / "runs.csv"), pd.read_csv(out / "epochs.csv")
-    assert list(runs.columns) == results.RUN_COLUMNS
-    assert list(epochs.columns) == ["run_id", "epoch", *results.metric_columns(2)]
+    assert list(runs.columns) == columns.RUN_COLUMNS
+    assert list(epochs.columns) == ["run_id", "epoch", *columns.metric_columns(2)]
     assert len(runs) == 8 and runs["run_id"].is_unique
     assert len(epochs) == 8 * 2 and sorted(epochs["epoch"].unique()) == [0, 1]
     assert set(epochs["run_id"]) == set(runs["run_id"])
@@ -143,13 +120,13 @@ KILLS = 6
 
 
 @pytest.mark.slow
-def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_numbers(tmp_path, sweep_cli):
+def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_numbers(tmp_path, run_cli):
     # two ensembles (one per seed, of 2 pairs x 2 lrs), each checkpointed after every epoch
     grid = ["sweep.pairs=[sigmoid_ce,softmax_nll]", "sweep.lrs=[0.5,3.0]", "sweep.seeds=2", "optim.epochs=12",
             "model.sizes=[784,8,10]", "data.train_size=300", "data.val_size=500", "dtype=float64",
             "sweep.ensemble_size=4"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert sweep_cli(*grid, f"hydra.run.dir={whole}")[0] == 0
+    assert run_cli("sweep", *grid, f"hydra.run.dir={whole}")[0] == 0
     args = [*grid, f"hydra.run.dir={cut}"]
 
     # SIGKILL (no cleanup at all) at seeded random moments: 1 to 3 writes (checkpoints, rows) into
@@ -162,8 +139,8 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
         proc.kill()
         errs.append(proc.communicate()[1])
         assert proc.returncode == -signal.SIGKILL
-        print(f"kill {kill + 1}: {len(results.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
-    assert len(results.finished_run_ids(cut)) < 8  # the kills fell before the end
+        print(f"kill {kill + 1}: {len(write.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
+    assert len(write.finished_run_ids(cut)) < 8  # the kills fell before the end
     assert any("from its checkpoint after epoch" in err for err in errs)  # some run resumed an ensemble
 
     # Ctrl-C once it writes again: a clean stop with the resume override
@@ -186,22 +163,22 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
 
 def interrupt_after_first_checkpoint(monkeypatch):
     """Make the in-process sweep stop (as on Ctrl-C) right after it writes its first checkpoint."""
-    save = results.save_checkpoint
+    save = write.save_checkpoint
 
     def save_then_interrupt(path, state):
         save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(write, "save_checkpoint", save_then_interrupt)
 
 
 DAMAGE = {  # name -> what becomes of a checkpoint's bytes
     "intact": lambda data: data,
     "truncated to half": lambda data: data[: len(data) // 2],
-    "truncated to its header": lambda data: data[: len(results.CHECKPOINT_MAGIC) + 65],
+    "truncated to its header": lambda data: data[: len(write.CHECKPOINT_MAGIC) + 65],
     "one bit flipped": lambda data: data[:-10] + bytes([data[-10] ^ 1]) + data[-9:],
     "empty": lambda data: b"",
-    "foreign bytes": lambda data: results.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
+    "foreign bytes": lambda data: write.CHECKPOINT_MAGIC + b"0" * 64 + b"\ngarbage",
     "changed header": lambda data: data.replace(b"-v1\n", b"-v0\n", 1),
     "duplicated": lambda data: data + data,
     "git merge-conflict markers": lambda data: b"<<<<<<< HEAD\n" + data + b"=======\n" + data + b">>>>>>> b\n",
@@ -211,17 +188,17 @@ DAMAGE = {  # name -> what becomes of a checkpoint's bytes
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_checkpoint_is_never_used_and_its_ensemble_restarts(tmp_path, sweep_cli, monkeypatch, damage):
+def test_a_damaged_checkpoint_is_never_used_and_its_ensemble_restarts(tmp_path, run_cli, monkeypatch, damage):
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
     args = [*TINY, "optim.epochs=2", "sweep.seeds=2"]
-    assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
+    assert run_cli("sweep", *args, f"hydra.run.dir={reference}")[0] == 0
     with monkeypatch.context() as patch:
         interrupt_after_first_checkpoint(patch)
-        assert sweep_cli(*args, f"hydra.run.dir={damaged}")[0] == 130
+        assert run_cli("sweep", *args, f"hydra.run.dir={damaged}")[0] == 130
     checkpoint = damaged / "checkpoints" / "seeds_0-1.pt"
     checkpoint.write_bytes(DAMAGE[damage](checkpoint.read_bytes()))
 
-    code, _, err = sweep_cli(*args, f"hydra.run.dir={damaged}")
+    code, _, err = run_cli("sweep", *args, f"hydra.run.dir={damaged}")
     assert code == 0
     if damage == "intact":  # the control: a sound checkpoint is used
         assert "resuming seeds_0-1 from its checkpoint after epoch 1" in err and "warning" not in err
@@ -232,14 +209,14 @@ def test_a_damaged_checkpoint_is_never_used_and_its_ensemble_restarts(tmp_path, 
 
 
 @pytest.mark.parametrize("target", ["seeds_1.pt", "epochs.csv", "runs.csv"])
-def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_path, sweep_cli, monkeypatch, target):
+def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_path, run_cli, monkeypatch, target):
     """The disk fills up while the second ensemble (seed 1's) writes `target`; we run as root, so a
     read-only directory would not stop us: os.replace fails instead, as on a full disk."""
     reference, full = tmp_path / "reference", tmp_path / "full"
     # ensembles of 2 models: one per seed, each holding both pairs
     args = ["sweep.pairs=[sigmoid_ce,softmax_nll]", *TINY[1:], "optim.epochs=2", "sweep.seeds=2",
             "sweep.ensemble_size=2"]
-    assert sweep_cli(*args, f"hydra.run.dir={reference}")[0] == 0
+    assert run_cli("sweep", *args, f"hydra.run.dir={reference}")[0] == 0
     replace = os.replace
 
     def full_disk(src, dst):
@@ -249,7 +226,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_pat
 
     with monkeypatch.context() as patch:
         patch.setattr(os, "replace", full_disk)
-        code, stdout, stderr = sweep_cli(*args, f"hydra.run.dir={full}")
+        code, stdout, stderr = run_cli("sweep", *args, f"hydra.run.dir={full}")
     path = full / "checkpoints" / target if target.endswith(".pt") else full / target
     assert code == 2 and "Traceback" not in stdout + stderr
     assert f"error: cannot write {path}: [Errno 28] No space left on device. The files written before it are intact." in stderr
@@ -258,136 +235,32 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_what_was_written(tmp_pat
     pd.testing.assert_frame_equal(read_all(full)["runs.csv"], first_block, check_exact=True)
     assert not list(full.rglob(".*.tmp"))
 
-    code, stdout, _ = sweep_cli(*args, f"hydra.run.dir={full}")
+    code, stdout, _ = run_cli("sweep", *args, f"hydra.run.dir={full}")
     assert code == 0 and "4 runs (2 already finished)" in stdout
     assert_same_results(reference, full)
 
 
-def test_other_config_into_the_same_directory_is_refused(tmp_path, sweep_cli):
+def test_other_config_into_the_same_directory_is_refused(tmp_path, run_cli):
     out = tmp_path / "sweep"
-    assert sweep_cli(*TINY, f"hydra.run.dir={out}")[0] == 0
+    assert run_cli("sweep", *TINY, f"hydra.run.dir={out}")[0] == 0
     assert not (out / ".lock").exists()  # only while a sweep runs
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    code, _, err = sweep_cli(*TINY, "sweep.seeds=2", f"hydra.run.dir={out}")
+    code, _, err = run_cli("sweep", *TINY, "sweep.seeds=2", f"hydra.run.dir={out}")
     assert code == 2
     assert "error: config mismatch" in err and "sweep.seeds: 1 there, 2 now" in err and "Traceback" not in err
     assert before == {p.name: p.read_bytes() for p in out.iterdir()}  # .lock is gone again too
 
 
-def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, sweep_cli):
+def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, run_cli):
     out = tmp_path / "sweep"
     out.mkdir()
-    with results.directory_lock(out):  # what a running sweep holds for its whole life
-        code, _, err = sweep_cli(*TINY, f"hydra.run.dir={out}")
+    with write.directory_lock(out):  # what a running sweep holds for its whole life
+        code, _, err = run_cli("sweep", *TINY, f"hydra.run.dir={out}")
     assert code == 2 and "error: another sweep" in err and str(out) in err and "Traceback" not in err
     assert not (out / "config.yaml").exists()
 
 
-def corrupt_mnist(directory: Path) -> Path:
-    source = Path(os.environ["LOSSBENCH_DATA"])
-    directory.mkdir()
-    for path in source.glob("*-ubyte.gz"):
-        data = path.read_bytes()
-        (directory / path.name).write_bytes(data[: len(data) // 2] if "train-images" in path.name else data)
-    return directory
-
-
-BAD_INPUT = {  # name -> (overrides, what the message must say)
-    "unknown pair": (["sweep.pairs=[sigmoid]"], "unknown pair 'sigmoid' in sweep.pairs; the pairs are: sigmoid_mse, sigmoid_ce, softmax_nll, linear_mse"),
-    "unknown pair option": (["pair=sigmoid"], "pair=sigmoid: the group pair has no option 'sigmoid'; did you mean "
-                                              "pair=sigmoid_ce or pair=sigmoid_mse? its options: all, linear_mse"),
-    "negative lr": (["sweep.lrs=[-0.5]"], "learning rate -0.5 in sweep.lrs is not a finite positive number"),
-    "infinite lr": (["sweep.lrs=[inf]"], "learning rate inf in sweep.lrs is not a finite positive number"),
-    "lr not a number": (["sweep.lrs=[fast]"], "Value 'fast' of type 'str' could not be converted to Float"),
-    "no seeds": (["sweep.seeds=0"], "sweep.seeds=0 asks for no runs"),
-    "zero batch": (["optim.batch_size=0"], "optim.batch_size=0"),
-    "batch above training set": (["optim.batch_size=101"], "optim.batch_size=101 is larger than the training set (100 examples)"),
-    "sizes off the data": (["model.sizes=[784,30,9]"], "model.sizes=[784, 30, 9] does not fit mnist"),
-    "one size": (["model.sizes=[784]"], "model.sizes=[784] needs at least 2 layer sizes"),
-    "zero width": (["model.sizes=[784,0,10]"], "has a layer of width 0"),
-    "unknown init": (["model.init=huge"], "Invalid value 'huge', expected one of [large, default]"),
-    "unknown key": (["optim.epoch=3"], "optim.epoch=3: unknown config key optim.epoch; did you mean optim.epochs?"),
-    "missing data": (["data.root={tmp}/nothing"], "{tmp}/nothing"),
-    "corrupt data": (["data.root={corrupt}"], "train-images-idx3-ubyte.gz: truncated or corrupt gzip file"),
-    "unwritable output": (["hydra.run.dir={tmp}/a_file/sweep"], "cannot write the output directory {tmp}/a_file/sweep"),
-    "shard out of range": (["shard.count=2", "shard.index=2"], "shard.index=2 with shard.count=2: the index must be in 0..count-1"),
-    "more shards than seeds": (["shard.count=2"], "shard.count=2 is more than the 1 seeds in sweep.seeds"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_is_one_message_and_exit_2(tmp_path, sweep_cli, case):
-    overrides, message = BAD_INPUT[case]
-    (tmp_path / "a_file").write_text("not a directory")
-    names = {"tmp": tmp_path, "corrupt": corrupt_mnist(tmp_path / "corrupt") if case == "corrupt data" else None}
-    out = tmp_path / "outputs" / "sweep" / "out"
-    args = [*TINY, f"hydra.run.dir={out}", *(o.format(**names) for o in overrides)]
-    code, stdout, stderr = sweep_cli(*args)
-    assert code == 2
-    assert message.format(**names) in stderr
-    assert stderr.startswith("error: ") and stderr.count("\n") == 1  # one paragraph
-    assert "Traceback" not in stderr + stdout
-    assert not (tmp_path / "outputs").exists()  # nothing written, not even an empty directory or its parents
-
-
-def test_bad_input_into_the_default_directory_leaves_no_outputs_folder(tmp_path, sweep_cli, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the default hydra.run.dir is outputs/sweep/<date>_<time> here
-    code, _, stderr = sweep_cli(*TINY, "data.root=nothing")
-    assert code == 2 and f"MNIST data directory {tmp_path / 'nothing'} (data.root) does not exist" in stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_sweep_into_an_existing_parent_removes_only_what_it_created(tmp_path, sweep_cli):
-    (tmp_path / "outputs").mkdir()
-    code, _, _ = sweep_cli(*TINY, "sweep.lrs=[-1]", f"hydra.run.dir={tmp_path}/outputs/sweep/a")
-    assert code == 2 and [path.name for path in tmp_path.iterdir()] == ["outputs"]
-    assert list((tmp_path / "outputs").iterdir()) == []
-
-
 # --- the lock, progress and the end summary ---------------------------------------------------------------------
-def test_the_lock_exists_only_while_held(tmp_path):
-    with results.directory_lock(tmp_path):
-        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
-        with pytest.raises(UserError, match=f"another sweep \\(pid {os.getpid()}\\) is writing {tmp_path}"):
-            with results.directory_lock(tmp_path):
-                pass
-    assert not (tmp_path / ".lock").exists()
-
-
-def test_a_lock_file_deleted_by_its_holder_meanwhile_is_not_trusted(tmp_path, monkeypatch):
-    """Sweep B opens .lock; sweep A, finishing, deletes it and lets go; B's flock then succeeds on a
-    file no longer in the directory, while a third sweep could create and lock a new one."""
-    flock, calls = fcntl.flock, []
-
-    def holder_finishes_first(file, operation):
-        if not calls:
-            (tmp_path / ".lock").unlink()
-        calls.append(file)
-        return flock(file, operation)
-
-    monkeypatch.setattr(results.fcntl, "flock", holder_finishes_first)
-    with results.directory_lock(tmp_path):
-        assert len(calls) == 2  # the first lock was dropped, the file now in the directory locked
-        assert os.path.samestat((tmp_path / ".lock").stat(), os.fstat(calls[1].fileno()))
-
-
-def fake_split(n: int) -> Split:
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
-    return Split("fake", x, y, x[:50], y[:50], x[:50], y[:50])
-
-
-def test_the_ensemble_reports_progress_every_graph_of_steps_and_trains_the_same(monkeypatch):
-    data, specs = fake_split(21), [RunSpec("sigmoid_ce", 0.5, 0), RunSpec("softmax_nll", 3.0, 1)]
-    cfg = TrainConfig(sizes=(784, 8, 10), batch_size=2, dtype=torch.float64)  # 10 full steps and a last one of 1
-    monkeypatch.setattr(ensemble, "WINDOW", 2)  # CPU windows of 2 steps, so that 4 steps are whole windows
-    quiet, reporting, calls = Ensemble(specs, cfg, data), Ensemble(specs, cfg, data), []
-    plain = quiet.train_epoch()  # all 10 steps in one run_steps call (GRAPH_STEPS = 500)
-    monkeypatch.setattr(ensemble, "GRAPH_STEPS", 4)  # a few steps show what 500 do
-    reported = reporting.train_epoch(calls.append)
-    assert calls == [4, 8, 10]
-    for key, value in plain.items():
-        np.testing.assert_array_equal(value, reported[key], err_msg=key)
 
 
 def test_the_bar_moves_within_an_epoch_and_the_expected_time_is_printed_once(capsys):
@@ -424,12 +297,12 @@ def test_the_summary_is_titled_with_the_study_only_for_a_named_study(monkeypatch
     assert sweep.study_title(OmegaConf.create({"study": {"name": name}})) == title
 
 
-def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path, sweep_cli):
+def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path, run_cli):
     out = tmp_path / "sweep"
-    code, stdout, stderr = sweep_cli(*TINY, "sweep.seeds=3", f"hydra.run.dir={out}")
+    code, stdout, stderr = run_cli("sweep", *TINY, "sweep.seeds=3", f"hydra.run.dir={out}")
     assert code == 0 and "expected time: about" in stderr
     assert "this sweep: per pair," in stdout
     assert "mean over its non-diverged seeds ± the half-width of the 95% t-interval, as `analyze` prints it" in stdout
-    row = analysis.summarize(*analysis.read_sweep(out)).iloc[0]
+    row = statistics.summarize(*load.read_sweep(out)).iloc[0]
     assert row["n"] == 3 and f"{100 * row['peak_mean']:.2f} ± {100 * row['peak_ci95']:.2f}" in stdout
     assert f"{100 * row['peak_std']:.2f}" != f"{100 * row['peak_ci95']:.2f}"  # the two meanings tell apart

@@ -18,7 +18,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_ensemble import synthetic_split
 
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.errors import UserError
@@ -41,19 +40,29 @@ F32, F64 = torch.float32, torch.float64
 LRS = {"sigmoid_mse": (0.5, 3.0), "sigmoid_ce": (0.1, 0.5), "softmax_nll": (0.1, 0.5), "linear_mse": (0.01, 0.05)}
 
 
-def device_split(n_train: int, dtype: torch.dtype):
-    data = synthetic_split(n_train, n_eval=50, dtype=dtype)
-    return dataclasses.replace(data, **{f.name: getattr(data, f.name).to(DEVICE)
-                                        for f in dataclasses.fields(data) if f.name != "name"})
+@pytest.fixture
+def device_split(learnable_split):
+    """device_split(n_train, dtype): learnable_split's data on DEVICE."""
+    def split(n_train: int, dtype: torch.dtype):
+        data = learnable_split(n_train, n_eval=50, dtype=dtype)
+        return dataclasses.replace(data, **{f.name: getattr(data, f.name).to(DEVICE)
+                                            for f in dataclasses.fields(data) if f.name != "name"})
+
+    return split
 
 
-def train_both(specs: list[RunSpec], cfg: TrainConfig, n_train: int, epochs: int):
-    """The same ensemble trained by the eager steps and by the kernel: (eager, fused, [(metrics, metrics)])."""
-    data = device_split(n_train, cfg.dtype)
-    eager = Ensemble(specs, dataclasses.replace(cfg, device=DEVICE, engine="eager"), data)
-    fused = Ensemble(specs, dataclasses.replace(cfg, device=DEVICE, engine="triton"), data)
-    assert fused.engine == "triton"
-    return eager, fused, [(eager.train_epoch(), fused.train_epoch()) for _ in range(epochs)]
+@pytest.fixture
+def train_both(device_split):
+    """train_both(specs, cfg, n_train, epochs): the same ensemble trained by the eager steps and by the kernel:
+    (eager, fused, [(metrics, metrics)])."""
+    def train(specs: list[RunSpec], cfg: TrainConfig, n_train: int, epochs: int):
+        data = device_split(n_train, cfg.dtype)
+        eager = Ensemble(specs, dataclasses.replace(cfg, device=DEVICE, engine="eager"), data)
+        fused = Ensemble(specs, dataclasses.replace(cfg, device=DEVICE, engine="triton"), data)
+        assert fused.engine == "triton"
+        return eager, fused, [(eager.train_epoch(), fused.train_epoch()) for _ in range(epochs)]
+
+    return train
 
 
 def assert_close(eager: Ensemble, fused: Ensemble, metrics, rtol: float, atol: float):
@@ -67,7 +76,7 @@ def assert_close(eager: Ensemble, fused: Ensemble, metrics, rtol: float, atol: f
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.5])
-def test_every_pair_in_float32(l2):
+def test_every_pair_in_float32(train_both, l2):
     """4 pairs x 2 seeds x 2 lrs (seed groups of 2, sharing the first layer), 784-8-10, 33 examples in
     batches of 10 (the last one of 3, averaged over 3), 2 epochs: every metric and weight as the eager
     steps give them, to float32 rounding."""
@@ -78,7 +87,7 @@ def test_every_pair_in_float32(l2):
     assert_close(eager, fused, metrics, rtol=1e-4, atol=1e-5)
 
 
-def test_deep_network_in_float64():
+def test_deep_network_in_float64(train_both):
     """Three hidden layers (two hidden-to-hidden ones, which the kernel keeps padded in its own
     layout), ch. 3's init and L2, one model per seed group, float64: the kernel does the same
     arithmetic as the eager steps, so it agrees to 1e-10."""
@@ -89,7 +98,7 @@ def test_deep_network_in_float64():
     assert_close(eager, fused, metrics, rtol=1e-10, atol=1e-10)
 
 
-def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical():
+def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical(device_split):
     """As the Ensemble's own test: a model whose weights overflow is marked at the epoch's end, frozen
     (eta = 0) and reported as NaN, in the epoch the eager steps mark it; the models trained beside it
     get the very bits they get beside a sane model (each program trains its model alone)."""
@@ -184,7 +193,7 @@ def test_kernel_compiles_for_sm90(tmp_path):
 
 @pytest.mark.skipif(triton_train.INTERPRETED, reason="sweep-sized networks take minutes in the interpreter")
 @pytest.mark.parametrize("sizes", [(784, 30, 10), (784, 100, 10), (784, 30, 30, 30, 10)])
-def test_sweep_shapes_on_the_gpu(sizes):
+def test_sweep_shapes_on_the_gpu(train_both, sizes):
     """The sweep's shapes, 4 pairs x 2 seeds x 2 lrs, 101 steps an epoch (the last of 5 examples).
     float64: the kernel's arithmetic is the eager steps', to 1e-9 after 2 epochs. float32: the
     kernel's distance from the float64 run is of the order of the eager float32 steps' (TF32 in a

@@ -1,6 +1,7 @@
-"""Result files damaged from outside: each case, through `sweep` (repair or stop) and `analyze` (read or stop).
+"""Reading result files back: the committed ones whole, and files damaged from outside, each case through `sweep`
+(repair or stop) and `analyze` (read or stop).
 
-    python -m pytest tests/test_damage.py
+    python -m pytest tests/test_results_verify.py
 
 A reference sweep (2 pairs x 1 lr x 2 seeds, 2 epochs, float64, one ensemble per seed) is
 copied, one file of the copy is damaged as an editor, a spreadsheet, a sync tool or a git
@@ -11,13 +12,12 @@ merge would, and then:
   nothing (harmless), repairs (a warning names each damaged line and the backup, which holds
   the damaged bytes; only the damaged runs are trained again; the end result equals the
   reference, in float64 to 1e-10), or stops with one message and changes no file.
-docs/reliability.md lists the cases and what happens in each. Needs MNIST (LOSSBENCH_DATA).
+docs/reliability.md lists the cases and what happens in each. The damage tests need MNIST (LOSSBENCH_DATA).
 """
 
 import csv
 import io
 import logging
-import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -28,10 +28,8 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from lossbench import analysis, cli, results
-
-pytestmark = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                reason="needs MNIST: set LOSSBENCH_DATA or put it in ../shared/data/mnist")
+from lossbench import cli
+from lossbench.results import load, verify, write
 
 # 4 runs; runs.csv lines 2-5: sigmoid_ce s0, softmax_nll s0, sigmoid_ce s1, softmax_nll s1;
 # epochs.csv lines 2-13: the same runs, epochs 0, 1, 2 each
@@ -329,7 +327,7 @@ def check_analyze(lossbench, case: Case, directory: Path, reference: Path, expec
         assert code == 2 and re.search("^error: " + expected, err, re.MULTILINE), err
         return
     assert code == 0, err
-    mine, theirs = analysis.load_results([directory]), analysis.load_results([reference])
+    mine, theirs = load.load_results([directory]), load.load_results([reference])
     listed = set(mine[0]["run_id"])  # a case may have taken a run out of runs.csv
     for got, want in zip(mine, theirs):
         want = want[want["run_id"].isin(listed)]
@@ -361,6 +359,7 @@ def check_sweep(lossbench, case: Case, directory: Path, reference: Path, path: P
     assert lossbench("analyze", str(directory), "--no-plots", "--out", str(directory.parent / "after"))[0] == 0
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("name", list(CSV_CASES))
 def test_a_damaged_csv_is_read_as_meant_repaired_or_refused(tmp_path, reference, lossbench, name):
     case = CSV_CASES[name]
@@ -371,6 +370,7 @@ def test_a_damaged_csv_is_read_as_meant_repaired_or_refused(tmp_path, reference,
     check_sweep(lossbench, case, directory, reference, path, expected)
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("name", list(CONFIG_CASES))
 def test_a_damaged_config_is_read_as_meant_or_refused(tmp_path, reference, lossbench, name):
     case = CONFIG_CASES[name]
@@ -382,19 +382,20 @@ def test_a_damaged_config_is_read_as_meant_or_refused(tmp_path, reference, lossb
     check_sweep(lossbench, case, directory, reference, path, expected)
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("damage", [directory_instead, read_only])
 def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(tmp_path, reference, lossbench,
                                                                                  monkeypatch, damage):
     """(Damaged checkpoint bytes are tests/test_sweep.py's: never used, the ensemble restarts.)"""
     out = tmp_path / "sweep"
-    save = results.save_checkpoint
+    save = write.save_checkpoint
 
     def save_then_interrupt(path, state):  # as if Ctrl-C came right after the first checkpoint
         save(path, state)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(results, "save_checkpoint", save_then_interrupt)
+        patch.setattr(write, "save_checkpoint", save_then_interrupt)
         assert lossbench("sweep", *GRID, f"hydra.run.dir={out}")[0] == 130
     checkpoint = out / "checkpoints" / "seeds_0.pt"
     damage(checkpoint)
@@ -410,3 +411,14 @@ def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(
         checkpoint.chmod(0o644)
     assert lossbench("sweep", *GRID, f"hydra.run.dir={out}")[0] == 0
     assert_same_numbers(out, reference)
+
+
+COMMITTED = sorted(path.parent for path in (Path(__file__).resolve().parents[1] / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("directory", COMMITTED, ids=[path.name for path in COMMITTED])
+def test_committed_sweep_directories_read_back_whole(directory):
+    """Directories written before runs were verified on reading (results/) hold no damage: every run finished."""
+    val_size = verify.read_config(directory / "config.yaml")["data"]["val_size"]
+    found = verify.verify_sweep(directory, val_size=val_size)
+    assert found.damage == [] and len(found.finished) == len(pd.read_csv(directory / "runs.csv")) > 0

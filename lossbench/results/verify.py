@@ -1,213 +1,33 @@
-"""A sweep directory's files: runs.csv, epochs.csv, config.yaml, checkpoints, the lock.
+"""A sweep directory's CSVs read back, no file trusted: each line checked, which runs are finished.
 
-    python -c "import pandas as pd; print(pd.read_csv('outputs/sweep/DIR/runs.csv'))"
+    python -c "from pathlib import Path; from lossbench.results import verify; print(verify.verify_sweep(Path('results/default_comparison')).damage)"
 
-Every file is written atomically (a temporary file in the same directory, fsync,
-os.replace, fsync of the directory), so a kill at any moment leaves either the old
-or the new version, never half of one; a write that fails (a full disk) raises
-WriteError and leaves the old version too. Rows are keyed by run_id: writing a run's
-rows again replaces them, so a sweep that resumes never duplicates a run.
-The columns are documented in docs/results.md ("Result files").
-
-Read back, no file is trusted (verify_sweep): editors, spreadsheets, sync tools and git
-merges change them from outside. A run counts as finished only if its runs.csv row is
-well-formed, epochs.csv holds exactly its epochs 0..E, each well-formed, and the row's
-outcome columns agree with what those epochs give. docs/reliability.md says what
-happens in each case of damage.
+Editors, spreadsheets, sync tools and git merges change the files from outside. A run counts as
+finished only if its runs.csv row is well-formed, epochs.csv holds exactly its epochs 0..E, each
+well-formed, and the row's outcome columns agree with what those epochs give. repair() keeps a
+damaged file beside as a backup and rewrites it with the finished runs' rows only; config.yaml
+is read with the same care (read_config). docs/reliability.md says what happens in each case.
 """
 
 import csv
-import fcntl
-import hashlib
-import io
-import json
 import math
-import os
 import re
-import stat
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lossbench.config import SweepConfig
-from lossbench.errors import UserError
+from lossbench.atomic import DamagedFile, atomic_write, refuse_directory, require_replaceable
 from lossbench.pairs import PAIRS
+from lossbench.results.columns import (RUN_CELLS, RUN_COLUMNS, SETTINGS, Cell, epoch_cells, run_hash, run_id,
+                                       run_outcomes)
 
 
-@dataclass(frozen=True)
-class Cell:
-    """What a CSV column may hold: text (one of `choices`, or matching `pattern`; never empty), or
-    a number in [low, high] (`above`: low itself excluded), whole if `whole`, empty only if `empty`."""
-
-    number: bool = True
-    whole: bool = False
-    low: float = -math.inf
-    high: float = math.inf
-    above: bool = False
-    empty: bool = False
-    choices: tuple[str, ...] = ()
-    pattern: str = ""
-
-
-TEXT = Cell(number=False)
-FRACTION = Cell(low=0.0, high=1.0, empty=True)  # an accuracy or a share of units; empty once diverged
-MEASURE = Cell(low=0.0, empty=True)  # a cost or a gradient norm; empty at epoch 0 and once diverged
-EPOCH = Cell(whole=True, low=1, empty=True)  # an epoch 1..E; empty where there is none
-RUN_CELLS = {
-    "run_id": TEXT, "pair": Cell(number=False, choices=tuple(sorted(PAIRS))), "activation": TEXT, "cost": TEXT,
-    "lr": Cell(low=0.0, above=True), "seed": Cell(whole=True, low=0),
-    "sizes": Cell(number=False, pattern=r"[0-9]+(-[0-9]+)+"),
-    "init": Cell(number=False, choices=("default", "large")), "batch_size": Cell(whole=True, low=1),
-    "epochs": Cell(whole=True, low=1), "l2": Cell(low=0.0), "dataset": TEXT,
-    "train_size": Cell(whole=True, low=1, empty=True),  # empty in hand-made CSVs; a sweep writes it
-    "status": Cell(number=False, choices=("diverged", "ok")), "diverged_epoch": EPOCH,
-    "peak_test_acc": FRACTION, "peak_epoch": EPOCH, "final_test_acc": FRACTION,
-    "val_selected_test_acc": FRACTION, "val_selected_epoch": EPOCH,
-    "wall_time_s": Cell(low=0.0), "device": TEXT, "dtype": Cell(number=False, choices=("float32", "float64")),
-    "torch_version": TEXT,
-}
-RUN_COLUMNS = list(RUN_CELLS)
-# The settings every run of a sweep shares, as the schema types them: with data.val_size they
-# give the hash in a run_id (run_hash), so a run's row can be checked against its own id.
-SETTINGS = {"sizes": str, "init": str, "batch_size": int, "epochs": int, "l2": float, "dataset": str,
-            "train_size": int, "dtype": str}
-BASE_METRICS = ["train_cost", "val_acc", "val_cost", "test_acc", "test_cost", "test_saturated"]
-CHECKPOINT_MAGIC = b"lossbench-checkpoint-v1\n"
-_UMASK = os.umask(0o022)  # read it (the only way) and put it back: mkstemp's files are 0600,
-os.umask(_UMASK)  # the sweep's files get the mode that open() would give them
-
-
-def metric_columns(n_layers: int) -> list[str]:
-    """epochs.csv's metric columns for a network with n_layers weight layers (len(sizes) - 1)."""
-    grads = [f"grad_{kind}{layer}" for layer in range(1, n_layers + 1) for kind in ("b", "w")]
-    return BASE_METRICS + grads
-
-
-def epoch_cells(n_layers: int) -> dict[str, Cell]:
-    """epochs.csv's columns and what each may hold."""
-    shares = {"val_acc", "test_acc", "test_saturated"}
-    return {"run_id": TEXT, "epoch": Cell(whole=True, low=0)} | {
-        column: FRACTION if column in shares else MEASURE for column in metric_columns(n_layers)}
-
-
-def config_hash(settings: dict) -> str:
-    """8 hex digits naming the non-grid settings (sizes, init, data, schedule, dtype) of a run."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def run_hash(settings: dict, val_size: int) -> str:
-    """The hash in a run's id: its SETTINGS and the validation-set size, which changes its
-    validation-selected numbers (so it is part of what the run is)."""
-    return config_hash(settings | {"val_size": val_size})
-
-
-def run_id(pair: str, lr: float, seed: int, settings_hash: str) -> str:
-    return f"{pair}_lr{lr:g}_s{seed}_{settings_hash}"
-
-
-# --- atomic files ------------------------------------------------------------
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class WriteError(UserError):
-    """A file of the sweep could not be written (a full disk, a read-only or broken directory)."""
-
-
-class DamagedFile(UserError):
-    """A file of the sweep that its owner must see to, since no retraining mends it: a directory or a
-    read-only file in its place, git merge-conflict markers, another header, an unreadable config.yaml."""
-
-
-def _refuse_directory(path: Path) -> None:
-    if path.is_dir():
-        raise DamagedFile(f"{path}: a directory, where the sweep keeps a file; move it away (or rename "
-                          "it), then run again.")
-
-
-def require_replaceable(path: Path) -> None:
-    """DamagedFile if `path` is a directory or a read-only file: someone made it so, and os.replace
-    would replace it all the same (read-only means the mode bits: root passes every access check)."""
-    _refuse_directory(path)
-    if path.exists() and not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise DamagedFile(f"{path}: read-only (mode {stat.S_IMODE(path.stat().st_mode):04o}), and the sweep "
-                          f"must replace it; make it writable (chmod u+w {path}) and run again, or write this "
-                          "sweep elsewhere (hydra.run.dir=PATH).")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` (creating its directory) so that no reader and no kill ever sees
-    a partial file; WriteError if that fails, with the old version of `path` left as it was;
-    DamagedFile if `path` is a directory or a read-only file (require_replaceable)."""
-    require_replaceable(path)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-    except OSError as err:
-        raise WriteError(f"cannot write {path}: {err}. The files written before it are intact.") from None
-
-
-def remove_stale_temp_files(directory: Path) -> None:
-    """Delete temporary files that a killed sweep left (call with the directory's lock held)."""
-    for folder in (directory, directory / "checkpoints"):  # not nested sweeps: they may be running
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink()
-
-
-def _as_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as its CSV text cells: what is already written is copied, never re-parsed."""
-    return pd.read_csv(io.StringIO(frame.to_csv(index=False)), dtype=str, keep_default_na=False)
-
-
-def read_text(path: Path) -> pd.DataFrame | None:
-    """The CSV's cells as written (a spreadsheet's byte-order mark, CRLF and quotes undone)."""
-    if not path.exists():
-        return None
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-
-
-def write_rows(path: Path, rows: pd.DataFrame) -> None:
-    """Add `rows` to the CSV at `path`, replacing any rows there with the same run_id (and
-    dropping exact copies of a row, which a sync or a merge may leave: they hold nothing more)."""
-    new = _as_text_frame(rows)
-    old = read_text(path)
-    if old is not None:
-        old = old.drop_duplicates()
-        new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True).fillna("")
-    atomic_write(path, new.to_csv(index=False).encode())
-
-
-def finished_run_ids(directory: Path) -> set[str]:
-    """The run ids that runs.csv lists, as written (verify_sweep tells which runs are finished)."""
-    runs = read_text(directory / "runs.csv")
-    return set() if runs is None else set(runs["run_id"])
-
-
-# --- reading back: each line checked -------------------------------------------
 @dataclass(frozen=True)
 class Damage:
     """A damaged line of a result file (line None: the whole file), and the run it belongs to."""
@@ -227,7 +47,7 @@ CONFLICT_MARKER = re.compile(r"(<{7}|\|{7}|={7}|>{7})( |$)")
 
 def read_bytes(path: Path) -> bytes | None:
     """The bytes of `path`, None if there is no such file; DamagedFile if it cannot be read."""
-    _refuse_directory(path)
+    refuse_directory(path)
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -544,9 +364,9 @@ def repair(found: Verified) -> list[tuple[Path, Path]]:
 
 
 # --- config.yaml -------------------------------------------------------------
-def _flatten(tree, prefix: str = "") -> dict:
+def flatten(tree, prefix: str = "") -> dict:
     if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+        return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): tree}
 
 
@@ -576,135 +396,3 @@ def read_config(path: Path) -> dict | None:
         raise DamagedFile(f"{Damage(path, line, problem)}; restore it (e.g. git checkout), or write this sweep "
                           "elsewhere (hydra.run.dir=PATH).")
     return tree
-
-
-def schema_defaults() -> dict:
-    """The config keys that the schema gives a default, flattened: {"sweep.ensemble_size": 160, ...}."""
-    tree = OmegaConf.to_container(OmegaConf.structured(SweepConfig), enum_to_str=True)  # MISSING: "???"
-    return {key: value for key, value in _flatten(tree).items() if value != "???"}
-
-
-def claim_directory(directory: Path, cfg) -> None:
-    """Write config.yaml, or refuse if the directory already holds a sweep with another config.
-
-    A key that config.yaml lacks is no difference if its value now is the schema's default: the
-    directory was written before the key existed, and the sweep then did what the default does.
-    """
-    path = directory / "config.yaml"
-    mine = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    theirs = read_config(path)
-    if theirs is None:
-        atomic_write(path, OmegaConf.to_yaml(mine).encode())
-        return
-    a, b, defaults, absent = _flatten(theirs), _flatten(mine), schema_defaults(), object()
-    diff = [f"{key}: {a.get(key, '(absent)')} there, {b.get(key, '(absent)')} now" for key in sorted(a.keys() | b.keys())
-            if a.get(key, absent) != b.get(key, absent)
-            and not (key not in a and key in defaults and b[key] == defaults[key])]
-    if diff:
-        raise UserError(f"config mismatch: {directory} holds a sweep with another config "
-                        f"({'; '.join(diff)}). Resume it with the same overrides, or write "
-                        "this sweep elsewhere (hydra.run.dir=PATH).")
-
-
-# --- checkpoints -------------------------------------------------------------
-class CorruptCheckpoint(Exception):
-    """A checkpoint file that fails its checksum or cannot be loaded."""
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save `state` behind a magic line and the SHA-256 of its bytes."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    atomic_write(path, CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """The state saved at `path`; CorruptCheckpoint if its bytes are not what was saved."""
-    data = path.read_bytes()
-    header, rest = data[:len(CHECKPOINT_MAGIC)], data[len(CHECKPOINT_MAGIC):]
-    digest, payload = rest[:64], rest[65:]  # 64 hex digits, a newline, the torch.save bytes
-    if header != CHECKPOINT_MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise CorruptCheckpoint(f"{path} fails its checksum")
-    try:
-        # the file is the sweep's own and its checksum holds; it pickles numpy arrays
-        return torch.load(io.BytesIO(payload), weights_only=False)
-    except Exception as err:  # any unpickling failure means: do not use it
-        raise CorruptCheckpoint(f"{path} cannot be loaded ({err})") from err
-
-
-# --- the lock ----------------------------------------------------------------
-@contextmanager
-def directory_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive flock on directory/.lock; UserError if another sweep holds it.
-
-    The file exists only while a sweep holds it: the holder deletes it before letting go. A sweep
-    that opened the file just before that deletion would lock a file no longer in the directory,
-    so a lock counts only if the path still names the locked file; if not, it locks the new one.
-    """
-    path = directory / ".lock"
-    while True:
-        lock = open(path, "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
-            raise UserError(f"another sweep (pid {holder}) is writing {directory}; wait for it to end, "
-                            "or write this sweep elsewhere (hydra.run.dir=PATH).") from None
-        if path.exists() and os.path.samestat(path.stat(), os.fstat(lock.fileno())):
-            break
-        lock.close()
-    with lock:  # closing the file releases the lock, also when the process is killed
-        lock.truncate(0)
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # still locked: no other sweep holds or deletes it now
-
-
-# --- rows --------------------------------------------------------------------
-def metric_table(metrics: list[dict[str, np.ndarray]], key: str, n_models: int) -> np.ndarray:
-    """[M, E+1]: model m's `key` after epoch e (NaN where an epoch has no such metric, e.g. epoch 0's costs)."""
-    return np.stack([np.asarray(m[key], dtype=np.float64) if key in m else np.full(n_models, np.nan)
-                     for m in metrics], axis=1)
-
-
-def epoch_rows(run_ids: list[str], metrics: list[dict[str, np.ndarray]], columns: list[str]) -> pd.DataFrame:
-    """epochs.csv rows, run by run, epoch 0 (initialization) first; metrics[e] is epoch e's dict."""
-    n_models, n_epochs = len(run_ids), len(metrics)
-    rows = {"run_id": np.repeat(run_ids, n_epochs), "epoch": np.tile(np.arange(n_epochs), n_models)}
-    return pd.DataFrame(rows | {key: metric_table(metrics, key, n_models).reshape(-1) for key in columns})
-
-
-def _first_best(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of [M, E]: the first column holding the row's maximum (-1 if all NaN) and that maximum."""
-    empty = np.isnan(values).all(axis=1)
-    index = np.where(np.isnan(values), -np.inf, values).argmax(axis=1)
-    best = np.take_along_axis(values, index[:, None], axis=1)[:, 0]
-    return np.where(empty, -1, index), best
-
-
-def run_outcomes(test_acc: np.ndarray, val_acc: np.ndarray) -> pd.DataFrame:
-    """runs.csv's accuracy columns from [M, E] accuracies after epochs 1..E.
-
-    peak = the best test accuracy and its first epoch; val-selected = the test accuracy
-    at the first epoch with the best validation accuracy (early stopping on validation).
-    """
-    peak_index, peak = _first_best(test_acc)
-    val_index, _ = _first_best(val_acc)
-    val_selected = np.take_along_axis(test_acc, val_index[:, None], axis=1)[:, 0]
-
-    def epoch(index: np.ndarray) -> pd.Series:  # column index -> epoch number; none if all NaN
-        return pd.Series(index + 1, dtype="Int64").where(index >= 0)
-
-    return pd.DataFrame({
-        "peak_test_acc": np.where(peak_index >= 0, peak, np.nan),
-        "peak_epoch": epoch(peak_index),
-        "final_test_acc": test_acc[:, -1],
-        "val_selected_test_acc": np.where(val_index >= 0, val_selected, np.nan),
-        "val_selected_epoch": epoch(val_index),
-    })

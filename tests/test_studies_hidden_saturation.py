@@ -1,22 +1,17 @@
 """The hidden_saturation study: its per-layer statistics against a hand forward pass, a small run, its options.
 
-    python -m pytest tests/test_hidden_saturation.py
+    python -m pytest tests/test_studies_hidden_saturation.py
 """
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from test_verdict import write_setting
 
-from lossbench import hidden_saturation, studies
+from lossbench.studies import command, hidden_saturation
 from lossbench.ensemble import init_params
 from lossbench.errors import UserError
 
-needs_mnist = pytest.mark.skipif(not Path(os.environ.get("LOSSBENCH_DATA", "")).is_dir(),
-                                 reason="MNIST not found (LOSSBENCH_DATA)")
 SMALL = """command: study
 study: {name: hidden_saturation, source: test}
 sizes: [784, 8, 6, 10]
@@ -47,12 +42,12 @@ def test_layer_statistics_match_a_hand_forward_pass():
 
 
 @pytest.mark.slow
-@needs_mnist
+@pytest.mark.mnist
 def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("lossbench.studies.EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL)
     out = tmp_path / "out"
-    assert studies.main(["hidden_saturation", "--out", str(out)]) == 0
+    assert command.main(["hidden_saturation", "--out", str(out)]) == 0
     frame = pd.read_csv(out / "saturation.csv")
     assert len(frame) == 2 * 2 * 3 * 2  # pairs x seeds x epochs 0..2 x hidden layers
     assert frame[["mean_activation", "saturated"]].stack().between(0, 1).all()
@@ -63,23 +58,24 @@ def test_a_small_run_writes_each_layer_each_epoch(tmp_path, monkeypatch, capsys)
     assert "lr: 3.0" in (out / "settings.yaml").read_text()
 
 
-def test_best_lrs_come_from_a_complete_setting_only(tmp_path):
+def test_best_lrs_come_from_a_complete_setting_only(tmp_path, write_setting):
+    """`study hidden_saturation --best-lrs-from DIR` reads a verdict setting (conftest's write_setting)."""
     write_setting(tmp_path / "mnist_deep")
     runs = hidden_saturation.runs_at_best_lrs(tmp_path / "mnist_deep")
     assert {run.pair: run.lr for run in runs} == {"sigmoid_ce": 0.5, "softmax_nll": 0.5, "sigmoid_mse": 1.0,
                                                   "linear_mse": 0.5}
     write_setting(tmp_path / "half", keep=5)
     with pytest.raises(UserError, match="--best-lrs-from .*half: the sweep there is unfinished: 5 of 24 runs"):
-        studies.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--best-lrs-from", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
     with pytest.raises(UserError, match="--best-lrs-from does not apply to study toy_neuron"):
-        studies.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
+        command.main(["toy_neuron", "--best-lrs-from", str(tmp_path), "--out", str(tmp_path / "o")])
 
 
 def test_bad_settings_are_user_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr("lossbench.studies.EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setattr("lossbench.studies.command.EXPERIMENTS_DIR", tmp_path)
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL.replace("sizes: [784, 8, 6, 10]", "sizes: [784, 10]"))
     with pytest.raises(UserError, match=r"sizes=\[784, 10\] has no hidden layer"):
-        studies.main(["hidden_saturation", "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--out", str(tmp_path / "o")])
     (tmp_path / "hidden_saturation.yaml").write_text(SMALL.replace("pair: sigmoid_ce", "pair: tanh_ce"))
     with pytest.raises(UserError, match="pair\\(s\\) tanh_ce unknown"):
-        studies.main(["hidden_saturation", "--out", str(tmp_path / "o")])
+        command.main(["hidden_saturation", "--out", str(tmp_path / "o")])

@@ -10,7 +10,7 @@ and after every epoch (and at initialization) measures, on the first `images` te
 paper did on 300 fixed test examples, per hidden layer l and model:
 
   mean_activation, std_activation   of a^l = sigma(z^l) over those images and the layer's units
-  saturated                         share of (image, unit) with sigma'(z^l) < ensemble.SATURATED (0.01),
+  saturated                         share of (image, unit) with sigma'(z^l) < ensemble_core.SATURATED (0.01),
                                     i.e. |z| > 4.6, a^l below 0.01 or above 0.99
 
 into saturation.csv (pair, lr, seed, epoch, layer, ..., test_acc) and saturation.png. The verdict
@@ -29,11 +29,13 @@ from omegaconf import MISSING
 
 from lossbench import verdict
 from lossbench.data import load_split
-from lossbench.ensemble import INITS, SATURATED, Ensemble, RunSpec, TrainConfig
+from lossbench.choices import Init
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig
+from lossbench.ensemble_core import SATURATED
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS, sigmoid_prime
 
-COLUMNS = ["pair", "lr", "seed", "epoch", "layer", "mean_activation", "std_activation", "saturated", "test_acc"]
+SATURATION_COLUMNS = ["pair", "lr", "seed", "epoch", "layer", "mean_activation", "std_activation", "saturated", "test_acc"]
 
 
 @dataclass
@@ -54,7 +56,7 @@ class SaturationSettings:
     command: str = "study"
     study: SaturationStudy = field(default_factory=SaturationStudy)
     sizes: List[int] = MISSING
-    init: str = MISSING
+    init: Init = MISSING
     dataset: str = MISSING
     runs: List[PairRun] = MISSING  # one lr per pair: its best lr of the deep sweep (verdict --around mnist_deep)
     seeds: int = MISSING  # seeds 0..seeds-1
@@ -94,8 +96,6 @@ def runs_at_best_lrs(directory: Path) -> list[PairRun]:
 
 
 def check_settings(cfg: SaturationSettings) -> None:
-    if cfg.init not in INITS:
-        raise UserError(f"hidden_saturation: init {cfg.init!r} is not one of: {', '.join(INITS)}.")
     if len(cfg.sizes) < 3:
         raise UserError(f"hidden_saturation: sizes={list(cfg.sizes)} has no hidden layer to measure.")
     unknown = sorted({run.pair for run in cfg.runs} - set(PAIRS))
@@ -106,18 +106,20 @@ def check_settings(cfg: SaturationSettings) -> None:
                         "at least 1 and every lr positive.")
 
 
-def hidden_saturation(cfg: SaturationSettings, out: Path, data_root: Optional[str] = None, **_) -> list:
+def run(cfg: SaturationSettings, out: Path, data_root: Optional[str] = None, **_) -> list:
+    """Train the runs, measure the hidden layers after every epoch; write saturation.csv and .png."""
     check_settings(cfg)
     split = load_split(cfg.dataset, data_root, train_size=cfg.train_size)
     specs = [RunSpec(run.pair, run.lr, seed) for run in cfg.runs for seed in range(cfg.seeds)]
-    ensemble = Ensemble(specs, TrainConfig(sizes=tuple(cfg.sizes), init=cfg.init, batch_size=cfg.batch_size), split)
+    train_cfg = TrainConfig(sizes=tuple(cfg.sizes), init=cfg.init.value, batch_size=cfg.batch_size)
+    ensemble = Ensemble(specs, train_cfg, split)
     images = split.test_x[:cfg.images]
     table = rows(specs, 0, layer_statistics(ensemble.params(), images), ensemble.evaluate()["test_acc"])
     for epoch in range(1, cfg.epochs + 1):
         metrics = ensemble.train_epoch()
         table += rows(specs, epoch, layer_statistics(ensemble.params(), images), metrics["test_acc"])
         print(f"epoch {epoch}/{cfg.epochs}", flush=True)
-    frame = pd.DataFrame(table, columns=COLUMNS)
+    frame = pd.DataFrame(table, columns=SATURATION_COLUMNS)
     frame.to_csv(out / "saturation.csv", index=False)
     plot(frame, cfg).savefig(out / "saturation.png", dpi=110)
     return []  # the claim is decided by the verdict, from saturation.csv (lossbench.literature)
@@ -127,8 +129,8 @@ def plot(frame: pd.DataFrame, cfg: SaturationSettings) -> Figure:
     """Per pair (column): mean activation and saturated share per hidden layer vs epoch; median over seeds, IQR band."""
     pairs = list(dict.fromkeys(frame["pair"]))
     figure = Figure(figsize=(4.2 * len(pairs), 6.5), layout="constrained")
-    figure.suptitle(f"Hidden layers during training: {cfg.sizes}, {cfg.init} init, {cfg.dataset}, first {cfg.images} "
-                    f"test images, {cfg.seeds} seeds (median, band: quartiles)", fontsize=11)
+    figure.suptitle(f"Hidden layers during training: {cfg.sizes}, {cfg.init.value} init, {cfg.dataset}, "
+                    f"first {cfg.images} test images, {cfg.seeds} seeds (median, band: quartiles)", fontsize=11)
     axes = figure.subplots(2, len(pairs), sharex=True, sharey="row", squeeze=False)
     for column, pair in enumerate(pairs):
         part = frame[frame["pair"] == pair]

@@ -1,0 +1,22 @@
+"""The choices of a run's settings that the config schema and the trainer both know: the initialization and the engine.
+
+    python -c "from lossbench.choices import Engine, Init; print([i.value for i in Init], [e.value for e in Engine])"
+
+One enum each: config.py types its keys with them (a wrong value fails at composition, naming
+the choices), and ensemble.py and the studies check the strings they are given against them.
+torch-free, so that the config composes without importing the trainer.
+"""
+
+from enum import Enum
+
+
+class Init(Enum):
+    large = "large"  # weights and biases N(0, 1) (ch. 1, network.py)
+    default = "default"  # weights N(0, 1)/sqrt(n_in), biases N(0, 1) (ch. 3, network2.py)
+
+
+class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
+    auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
+    triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
+    graphs = "graphs"  # the steps replayed from CUDA graphs
+    eager = "eager"  # on the CPU, windows of steps in threads; on CUDA, one step at a time

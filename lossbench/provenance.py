@@ -1,0 +1,76 @@
+"""Where and how a result was made: the command, the hardware, the versions, the wall time, the host's load.
+
+    python -c "from lossbench import provenance; print(provenance.hardware('cpu'))"
+
+`sweep` and `study` record it beside their results (run_info.json); `report` and `verdict`
+print it beside the numbers, since a timing or a last bit means little without the machine.
+`bench` names the device of each row (hardware) and what else ran meanwhile (cpu_seconds,
+other_cpu): on a shared machine other processes can slow a timing many times.
+"""
+
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import time
+from pathlib import Path
+
+from lossbench import atomic
+
+
+def hardware(device) -> str:
+    """The GPU's name, or the CPU's model and core count, for `device` (a name or a torch.device):
+    what a reader needs to compare timings."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:  # not Linux
+        names = []
+    model = names[0] if names else platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: float):
+    """Record how `directory` was made: the command, hardware, versions, and the wall time.
+
+    A resumed sweep adds its time to the time already recorded there.
+    """
+    import torch
+
+    path = Path(directory) / "run_info.json"
+    before = json.loads(path.read_text()).get("wall_time_s", 0.0) if path.exists() else 0.0
+    info = {
+        "command": shlex.join(["python", "-m", "lossbench", *argv]),
+        "hardware": hardware(device),
+        "device": device,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(before + wall_time_s, 1),
+    }
+    atomic.atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
+
+
+# --- host load: what else ran while something was timed -------------------------
+def cpu_seconds() -> tuple[float, float, float]:
+    """(wall, busy cpu seconds of the whole machine, cpu seconds of this process and its children)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):  # not Linux
+        busy = math.nan
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def other_cpu(since: tuple[float, float, float]) -> float:
+    """The share of the machine's cpu time that other processes took since `since` (a cpu_seconds())."""
+    wall, busy, own = (b - a for a, b in zip(since, cpu_seconds()))
+    return max(0.0, busy - own) / (wall * os.cpu_count())
