@@ -257,25 +257,31 @@ def describe(row: pd.Series) -> str:
 
 
 def robustness_text(columns: list[tuple[str, dict]]) -> str:
-    """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting."""
+    """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting, at the
+    levels of its data set (ranking.csv's good_level and learned_level); in words where no run reaches a level."""
     parts = []
     for name, frames in columns:
         p = frames["profiles"]
         widest = p[p["robustness"] == p["robustness"].max()]
-        fast = p[p["reach95_n"] > 0].assign(share=p["reach95_n"] / p["n"]).sort_values(
-            ["share", "epochs_to_95"], ascending=[False, True])  # most runs reaching 95%, then soonest
+        good, learned = p["good_level"].iloc[0], p["learned_level"].iloc[0]
+        reaching = p[p["reach_good_n"] > 0]
+        fast = reaching.assign(share=reaching["reach_good_n"] / reaching["n"]).sort_values(
+            ["share", "reach_good_epochs_mean"], ascending=[False, True])  # most runs reaching it, then soonest
         failing = p[p["unreliable"] > 0].sort_values("unreliable", ascending=False)
         part = f"{name}: widest lr band " + listing([f"{row.pair} ({row.band_lr_low:g}-{row.band_lr_high:g})"
                                                      for row in widest.itertuples()]) + f", x{widest['robustness'].iloc[0]:.3g}"
         if len(fast):
-            part += (f"; first to 95% {fast.iloc[0]['pair']} (mean epoch {fast.iloc[0]['epochs_to_95']:.1f}, "
-                     f"{fast.iloc[0]['reach95_n']} of {fast.iloc[0]['n']} runs)")
-        part += "; stuck or diverged in the band: " + (", ".join(
+            first = fast.iloc[0]
+            part += (f"; first to {good:.0%} {first['pair']} (mean epoch {first['reach_good_epochs_mean']:.1f}, "
+                     f"{first['reach_good_n']} of {first['n']} runs)")
+        else:
+            part += f"; no run reaches {good:.0%} at its pair's best lr"
+        part += f"; stuck (peak below {learned:.0%}) or diverged in the band: " + (", ".join(
             f"{row.pair} {row.band_stuck + row.band_diverged}/{row.band_runs}" for row in failing.itertuples())
                                                         if len(failing) else "none")
         parts.append(part)
     return ("**Robustness, speed, reliability** (lr band: lrs within 1 point of the pair's best mean peak; "
-            "speed at the best lr): " + "; ".join(parts) + ".")
+            "speed at the best lr; accuracy levels: the setting's data set's): " + "; ".join(parts) + ".")
 
 
 # --- the claims --------------------------------------------------------------------------

@@ -28,8 +28,8 @@ def test_the_summary_table_marks_the_best_lr_and_counts_runs_reaching_a_threshol
                           "diverged": [0, 3], "n": [3, 0], "best_val_mean": [0.951, math.nan],
                           **{f"{name}_mean": [0.95, math.nan] for name in ("peak", "final", "val_selected")},
                           **{f"{name}_ci95": [0.01, math.nan] for name in ("peak", "final", "val_selected")},
-                          "reach90_n": [3, 0], "reach90_epochs_mean": [1.0, math.nan],
-                          "reach95_n": [2, 0], "reach95_epochs_mean": [4.5, math.nan]})
+                          "learned_level": [0.9, 0.9], "reach_learned_n": [3, 0], "reach_learned_epochs_mean": [1.0, math.nan],
+                          "good_level": [0.95, 0.95], "reach_good_n": [2, 0], "reach_good_epochs_mean": [4.5, math.nan]})
     text = tables.display_table(cells)
     assert text["lr"].tolist() == ["0.5 *", "3"]
     assert text["peak %"].tolist() == ["95.00 ± 1.00", "all diverged"]
