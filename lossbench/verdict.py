@@ -218,17 +218,42 @@ def listing(items: list[str]) -> str:
 
 
 def changes_text(columns: list[tuple[str, dict]]) -> str:
-    """Whether the set of first-ranked pairs changes between settings."""
-    sets = {name: tuple(sorted(leaders(frames["profiles"]))) for name, frames in columns}
-    values = list(sets.values())
-    # the most common set of leaders; a tie goes to the fewest pairs (the sharper statement), then to the
-    # first setting: never to a set's iteration order, which string hashing changes from process to process
-    common = min(values, key=lambda pairs: (-values.count(pairs), len(pairs)))
-    changed = {name: pairs for name, pairs in sets.items() if pairs != common}
-    if not changed:
-        return f"**Where it changes.** Nowhere among the complete settings: first in each: {listing(list(common))}."
-    return (f"**Where it changes.** First in most settings: {listing(list(common))}; but "
-            + "; ".join(f"in {name}: {listing(list(pairs))}" for name, pairs in changed.items()) + ".")
+    """Per pair, its first places over the complete settings (rank 1 on val-selected accuracy, alone or tied with
+    another rank 1); then the settings grouped by their first-ranked pairs, in the page's order. Pairs are ordered
+    by first places, then by those alone, then as in PAIRS; built from lists and dicts only, so that no set's order
+    (string hashing changes it from process to process) shows."""
+    firsts = {name: sorted(leaders(frames["profiles"])) for name, frames in columns}
+    places = {pair: [name for name in firsts if pair in firsts[name]] for pair in PAIRS}
+    alone = {pair: [name for name in places[pair] if len(firsts[name]) == 1] for pair in PAIRS}
+    order = sorted(PAIRS, key=lambda pair: (-len(places[pair]), -len(alone[pair]), list(PAIRS).index(pair)))
+    counts = [f"{pair} {len(places[pair])}" + (f" ({first_places(len(alone[pair]), len(places[pair]))})"
+                                                if places[pair] else "") for pair in order]
+    settings = "the 1 complete setting" if len(columns) == 1 else f"the {len(columns)} complete settings"
+    text = f"**Where it changes.** First places over {settings}: {'; '.join(counts)}."
+    tops = {}  # the first-ranked pairs -> the settings where they are first, in the page's order
+    for name, pairs in firsts.items():
+        tops.setdefault(tuple(pairs), []).append(name)
+    if len(columns) == 1:
+        return text + f" In {columns[0][0]}: {top_phrase(next(iter(tops)))}."
+    if len(tops) == 1:
+        return text + f" The top is the same in every complete setting: {top_phrase(next(iter(tops)))}."
+    return text + " By setting: " + "; ".join(
+        f"{top_phrase(pairs)} in {listing(names)}" for pairs, names in tops.items()) + "."
+
+
+def first_places(alone: int, places: int) -> str:
+    """'alone in 1, tied in 3'; 'tied in each' ('tied' for one place), 'alone in each' ('alone')."""
+    if alone in (0, places):
+        return ("alone" if alone else "tied") + (" in each" if places > 1 else "")
+    return f"alone in {alone}, tied in {places - alone}"
+
+
+def top_phrase(pairs: tuple) -> str:
+    """'softmax_nll is first alone', 'sigmoid_mse and softmax_nll tie for first' (or, were every pair shown worse
+    than another, which intervals allow in principle, 'no pair ranks first')."""
+    if not pairs:
+        return "no pair ranks first"
+    return f"{pairs[0]} is first alone" if len(pairs) == 1 else f"{listing(list(pairs))} tie for first"
 
 
 def evidence_text(columns: list[tuple[str, dict]]) -> str:
