@@ -177,18 +177,27 @@ def comparison_markdown(comparisons: pd.DataFrame, notes: pd.DataFrame, profiles
 
 
 def ranking_takeaway(profiles: pd.DataFrame, comparisons: pd.DataFrame, metric: str = "val_selected_test_acc") -> str:
-    """One line, from the numbers: who ranks first on `metric` (and who ties), and the last pair's gap."""
+    """One line, from the numbers: who ranks first on `metric` (and who ties), and the last pair's gap. A pair
+    that ranks first only because it has no paired interval with the leader (fewer than 2 matched seeds:
+    comparisons has no row for the two) is undecided, not tied."""
     prefix = COMPARED[metric]
     ranked = profiles.sort_values([f"rank_{prefix}", f"{prefix}_mean"], ascending=[True, False])
     first = ranked[ranked[f"rank_{prefix}"] == 1]
     leader = first.iloc[0]
+    rows = comparisons[comparisons["metric"] == metric]
+    compared = set(rows.loc[rows["pair"] == leader["pair"], "other"]) | set(rows.loc[rows["other"] == leader["pair"], "pair"])
+    tied = [pair for pair in first["pair"].iloc[1:] if pair in compared]
+    undecided = [pair for pair in first["pair"].iloc[1:] if pair not in compared]
     name = prefix.replace("_", "-")
-    text = f"{name}: {leader['pair']} leads ({100 * leader[f'{prefix}_mean']:.2f}%)"
-    if len(first) > 1:
-        text += f", tied with {', '.join(first['pair'].iloc[1:])} (intervals cover 0)"
+    text = (f"{name}: {leader['pair']} " + ("has the highest mean" if undecided else "leads")
+            + f" ({100 * leader[f'{prefix}_mean']:.2f}%)")
+    if tied:
+        text += f", tied with {', '.join(tied)} (intervals cover 0)"
+    if undecided:
+        text += (f"; undecided against {', '.join(undecided)} (fewer than 2 matched seeds, so no paired interval: "
+                 "the comparison needs 2 or more seeds)")
     last = ranked.iloc[-1]
-    gap = comparisons[(comparisons["metric"] == metric) & (comparisons["pair"] == leader["pair"])
-                      & (comparisons["other"] == last["pair"])]
+    gap = rows[(rows["pair"] == leader["pair"]) & (rows["other"] == last["pair"])]
     if last[f"rank_{prefix}"] > 1 and len(gap):
         row = gap.iloc[0]
         text += (f"; {last['pair']} is {100 * row['mean_diff']:.2f} points behind "
