@@ -134,9 +134,11 @@ MEANINGS = {
         "final_mean, final_std, final_ci95": "the same for `final_test_acc` (test accuracy after the last epoch)",
         "val_selected_mean, val_selected_std, val_selected_ci95": "the same for `val_selected_test_acc` (test "
             "accuracy at the first epoch with the best validation accuracy: early stopping on validation)",
-        "reach90_n, reach90_epochs_mean": "runs whose test accuracy reaches 90% at some epoch >= 1, and the mean "
-            "over those runs of the first such epoch (empty if none does). The .md shows \"k/n at e\"",
-        "reach95_n, reach95_epochs_mean": "the same for 95%",
+        "learned_level, reach_learned_n, reach_learned_epochs_mean": "the data set's learned level (a fraction; see "
+            "[accuracy levels](#accuracy-levels)), the runs whose test accuracy reaches it at some epoch >= 1, and the "
+            "mean over those runs of the first such epoch (empty if none does). The .md shows \"k/n at e\" under "
+            "\"epochs to\" the level",
+        "good_level, reach_good_n, reach_good_epochs_mean": "the same for the data set's good level",
         "best_lr": "True at each (group, pair)'s best learning rate",
         "sizes, init, batch_size, epochs, l2, dataset, train_size, dtype": "the config group's settings, as in "
             "runs.csv",
@@ -153,6 +155,13 @@ MEANINGS = {
                           "set; empty for non-sigmoid pairs)",
         "saturated_first": "`test_saturated`, mean over epochs 1..K",
         "best_lr": "as in summary.csv; slowdown.md shows these rows",
+    },
+    "accuracy-levels": {
+        "learned": "a run whose peak test accuracy stays below it is stuck: reliability (ranking.csv), the failures "
+                   "of Golik et al.'s claim and the plateaus of Glorot & Bengio's; summary.csv counts the runs reaching it",
+        "good": "speed: the epochs to reach it (summary.csv, ranking.csv, the verdict page's \"first to\", "
+                "accuracy_vs_epoch's title)",
+        "high": "speed at the top: the epochs to reach it (ranking.csv)",
     },
     "bench-columns": {
         "method": "`plain_pytorch`, `numpy_book`, `lossbench_eager`, `lossbench_graphs` or `lossbench_sweep` "
@@ -359,6 +368,13 @@ def slowdown_columns() -> str:
     return columns_table("slowdown-columns", list(_default_comparison()[1].columns))
 
 
+def accuracy_levels() -> str:
+    from lossbench import statistics
+    rows = [[code(names), meaning, *(f"{getattr(level, names[0]):.0%}" for level in statistics.LEVELS.values())]
+            for names, meaning in described("accuracy-levels", statistics.LEVEL_NAMES)]
+    return markdown(["level", "meaning", *(f"`{dataset}`" for dataset in statistics.LEVELS)], rows)
+
+
 def bench_columns() -> str:
     from lossbench import bench
     return columns_table("bench-columns", bench.BENCH_COLUMNS)
@@ -388,7 +404,8 @@ def commands() -> str:
 TABLES = {
     "commands": commands, "config-keys": config_keys, "config-groups": config_groups, "experiments": experiments,
     "slurm-keys": slurm_keys, "runs-columns": runs_columns, "epochs-columns": epochs_columns,
-    "summary-columns": summary_columns, "slowdown-columns": slowdown_columns, "bench-columns": bench_columns,
+    "summary-columns": summary_columns, "slowdown-columns": slowdown_columns, "accuracy-levels": accuracy_levels,
+    "bench-columns": bench_columns,
     "layout": layout,
 }
 

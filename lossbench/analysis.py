@@ -10,7 +10,8 @@ different experiments are never pooled) and writes to DIR/analysis/ (first DIR) 
 
   summary.csv, summary.md    per (config group, pair, lr): seeds, diverged, mean / std /
                              95% t-interval of peak, final and validation-selected test
-                             accuracy, epochs to 90% / 95%, the best learning rate
+                             accuracy, epochs to 90% / 95% (MNIST; each data set has its
+                             levels, statistics.LEVELS), the best learning rate
   slowdown.csv, slowdown.md  output- and hidden-layer gradient norms over the first epochs,
                              their ratio, the share of saturated outputs, and the ratio of the
                              best learning rates of sigmoid_mse and sigmoid_ce (book: about 6)
@@ -19,8 +20,8 @@ different experiments are never pooled) and writes to DIR/analysis/ (first DIR) 
                              t-interval, the paired t-test's p and Holm's correction; the .md adds the ranking
   ranking.csv                per (config group, pair): its best lr, accuracies with their rank (1 + the
                              pairs shown better: pairs whose interval covers 0 tie), robustness (the lr band
-                             within 1 point of its best mean peak), speed (epochs to 95% / 97%), reliability
-                             (stuck or diverged runs in that band); columns in docs/verdict.md
+                             within 1 point of its best mean peak), speed (epochs to 95% / 97% on MNIST),
+                             reliability (stuck or diverged runs in that band); columns in docs/verdict.md
   *_g<k>.png                 per config group k: accuracy_vs_epoch, peak_vs_lr (with a zoom on the top
                              pairs), gradients_vs_epoch, saturation_vs_epoch (sigmoid pairs only), and the
                              forest plot of the paired differences, comparison

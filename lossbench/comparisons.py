@@ -7,7 +7,8 @@ The runs of two pairs with the same seed share their initialization and batch or
 per config group and metric, every two pairs at their best lrs get the mean paired difference,
 its 95% t-interval, the paired t-test's p and Holm's correction. A pair's rank is 1 + the pairs
 shown better (pairs whose interval covers 0 tie); its profile adds robustness (the lr band
-within one point of its best mean peak), speed and reliability. Columns in docs/verdict.md.
+within one point of its best mean peak), speed and reliability, measured at the levels of the
+group's data set (statistics.LEVELS). Columns in docs/verdict.md.
 """
 
 import warnings
@@ -16,14 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lossbench.statistics import CONFIDENCE, STUCK, best_runs, with_run_stats
+from lossbench.statistics import CONFIDENCE, best_runs, group_levels, with_run_stats
 
 COMPARED = {"val_selected_test_acc": "val_selected", "peak_test_acc": "peak"}  # runs.csv column -> summary prefix
 PAIRED_TEST = "paired t-test (scipy.stats.ttest_rel, two-sided)"
 COMPARISON_COLUMNS = ["group_id", "pair", "other", "lr", "other_lr", "metric", "n", "mean_diff", "ci_low",
                       "ci_high", "p_value", "p_holm"]
 ROBUST_BAND = 0.01  # one accuracy point: the lrs whose mean peak is this close to the pair's best form its band
-SPEED_THRESHOLDS = (0.95, 0.97)
+SPEED_LEVELS = ("good", "high")  # epochs to (MNIST) 95% and 97%: statistics.LEVELS
 
 
 def holm(p_values) -> np.ndarray:
@@ -103,7 +104,7 @@ def ranks(comparisons: pd.DataFrame, pairs: list[str], metric: str) -> dict[str,
 def pair_profiles(runs: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame,
                   comparisons: pd.DataFrame) -> pd.DataFrame:
     """ranking.csv: one row per (group, pair) with a best lr; columns in docs/verdict.md."""
-    timed = with_run_stats(runs, epochs, SPEED_THRESHOLDS)
+    timed = with_run_stats(runs, epochs)
     rows = []
     for (group_id, pair), cells in summary.groupby(["group_id", "pair"]):
         chosen = cells[cells["best_lr"]]
@@ -113,7 +114,7 @@ def pair_profiles(runs: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFram
         top = cells["peak_mean"].max()
         band = cells[cells["peak_mean"] >= top - ROBUST_BAND - 1e-12]  # 1e-12: the best cell itself, despite rounding
         in_band = timed[(timed["group_id"] == group_id) & (timed["pair"] == pair) & timed["lr"].isin(band["lr"])]
-        stuck = (~in_band["diverged"] & (in_band["peak_test_acc"] < STUCK)).sum()
+        stuck = (~in_band["diverged"] & (in_band["peak_test_acc"] < in_band["learned_level"])).sum()
         at_best = timed[(timed["group_id"] == group_id) & (timed["pair"] == pair) & (timed["lr"] == best["lr"])
                         & ~timed["diverged"]]
         row = {"group_id": group_id, "group": best["group"], "pair": pair, "lr": best["lr"], "n": best["n"]}
@@ -121,11 +122,13 @@ def pair_profiles(runs: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFram
             row |= {f"{prefix}_mean": best[f"{prefix}_mean"], f"{prefix}_ci95": best[f"{prefix}_ci95"]}
         row |= {"band_lr_low": band["lr"].min(), "band_lr_high": band["lr"].max(),
                 "robustness": band["lr"].max() / band["lr"].min(), "band_lrs": len(band)}
-        for threshold in SPEED_THRESHOLDS:
-            percent = f"{threshold * 100:.0f}"
-            reached = at_best[f"epochs_to_{percent}"]
-            row |= {f"reach{percent}_n": int(reached.count()), f"epochs_to_{percent}": reached.mean()}
-        row |= {"band_runs": len(in_band), "band_stuck": int(stuck), "band_diverged": int(in_band["diverged"].sum()),
+        level = group_levels(cells)
+        for name in SPEED_LEVELS:
+            reached = at_best[f"epochs_to_{name}"]
+            row |= {f"{name}_level": getattr(level, name), f"reach_{name}_n": int(reached.count()),
+                    f"reach_{name}_epochs_mean": reached.mean()}
+        row |= {"learned_level": level.learned, "band_runs": len(in_band), "band_stuck": int(stuck),
+                "band_diverged": int(in_band["diverged"].sum()),
                 "unreliable": (stuck + in_band["diverged"].sum()) / len(in_band)}
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -6,7 +6,8 @@ Each function returns lossbench.claims.Claim records (the record gradcheck's cla
 config group of one setting: `runs`, `epochs` of the whole setting as load.load_results gives
 them, and that group's rows of `summary` and `comparisons` (statistics.summarize, paired_comparisons).
 Every interval resamples seeds, the unit of replication (a seed fixes initialization and batch
-order); a fixed generator (BOOTSTRAP_SEED) makes claims.csv reproducible.
+order); a fixed generator (BOOTSTRAP_SEED) makes claims.csv reproducible. "Stuck" is a peak below
+the data set's learned level (statistics.LEVELS: MNIST 90%, Fashion-MNIST 80%).
 
 - Nielsen ch. 3: the quadratic cost's best lr is about 6x the cross-entropy's (sigmoid outputs both).
 - Hui & Belkin, ICLR 2021: square loss on linear outputs is comparable to cross-entropy (softmax), a
@@ -30,7 +31,7 @@ from lossbench.comparisons import by_seed, paired_difference
 BOOTSTRAP_SEED = 0
 RESAMPLES = 2000
 COMPARABLE_POINTS = 1.0  # Hui & Belkin's "comparable": a difference within one accuracy point
-PLATEAU_GAIN = 0.001  # an epoch that adds less than 0.1 point of validation accuracy, while below STUCK
+PLATEAU_GAIN = 0.001  # an epoch that adds less than 0.1 point of validation accuracy, while below the learned level
 EARLY_EPOCHS = 5  # Glorot & Bengio: "quickly saturates"; their epochs were 20k updates, ours 5k
 SATURATION_RISE = 0.10  # a rise of 10 points in the share of saturated units counts as saturating
 
@@ -129,6 +130,9 @@ def hui_belkin(setting: str, runs, summary, comparisons) -> list[Claim]:
     table = by_seed(statistics.best_runs(runs, summary), "val_selected_test_acc")[
         ["linear_mse", "softmax_nll"]].dropna().to_numpy()
     draws = seed_resamples(len(table))
+    # a resample of one seed drawn n times has no spread: its ratio is 0/0 up to rounding (0, inf or nan at
+    # random, and one inf or nan makes a quantile nan); it happens at 3 seeds (3 in 27), hardly ever at 10
+    draws = draws[(draws != draws[:, :1]).any(axis=1)]
     spread = table[draws].std(axis=1, ddof=1)  # [R, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         low, high = np.nanquantile(spread[:, 0] / spread[:, 1], [0.025, 0.975])
@@ -153,10 +157,10 @@ def hui_belkin(setting: str, runs, summary, comparisons) -> list[Claim]:
 
 
 def failures(runs: pd.DataFrame, summary: pd.DataFrame, pair: str) -> tuple[int, int]:
-    """(runs stuck below statistics.STUCK or diverged, runs) of `pair` at its best lr."""
+    """(runs stuck below their data set's learned level or diverged, runs) of `pair` at its best lr."""
     best = summary[summary["best_lr"] & (summary["pair"] == pair)]
     at_best = statistics.label_groups(runs).merge(best[statistics.CELL], on=statistics.CELL)
-    failed = at_best["diverged"] | (at_best["peak_test_acc"] < statistics.STUCK)
+    failed = at_best["diverged"] | (at_best["peak_test_acc"] < at_best["learned_level"])
     return int(failed.sum()), len(at_best)
 
 
@@ -167,6 +171,7 @@ def golik(setting: str, runs, summary) -> list[Claim]:
     p = stats.fisher_exact([[mse, n_mse - mse], [ce, n_ce - ce]], alternative="greater").pvalue
     figures = {"sigmoid_mse failed": mse, "sigmoid_mse runs": n_mse, "sigmoid_ce failed": ce, "sigmoid_ce runs": n_ce,
                "p (Fisher, one-sided)": p}
+    learned = statistics.group_levels(summary).learned
 
     def check(f):
         if f["p (Fisher, one-sided)"] < 0.05:
@@ -177,17 +182,17 @@ def golik(setting: str, runs, summary) -> list[Claim]:
 
     return [Claim("from a random initialization, squared error (sigmoid outputs) fails to reach a good optimum "
                   "where cross-entropy does", GOLIK, lambda: figures, check, setting=setting,
-                  criterion=(f"runs at each pair's best lr that diverged or peaked below {statistics.STUCK:.0%}: holds if "
+                  criterion=(f"runs at each pair's best lr that diverged or peaked below {learned:.0%}: holds if "
                              "sigmoid_mse fails more often (Fisher's exact test, one-sided p < 0.05), does not hold if "
                              "it fails no more often than sigmoid_ce, else inconclusive"))]
 
 
-def plateau_epochs(epochs: pd.DataFrame) -> pd.Series:
+def plateau_epochs(epochs: pd.DataFrame, learned: float) -> pd.Series:
     """Per run: epochs >= 1 that add less than PLATEAU_GAIN validation accuracy to the epoch before
-    while it is below statistics.STUCK: time spent stalled before the network has learned the digits."""
+    while it is below `learned`: time spent stalled before the network has learned the classes."""
     ordered = epochs.sort_values(["run_id", "epoch"])
     gain = ordered.groupby("run_id")["val_acc"].diff()
-    stalled = (ordered["epoch"] >= 1) & (gain < PLATEAU_GAIN) & (ordered["val_acc"] < statistics.STUCK)
+    stalled = (ordered["epoch"] >= 1) & (gain < PLATEAU_GAIN) & (ordered["val_acc"] < learned)
     return stalled.groupby(ordered["run_id"]).sum()
 
 
@@ -195,8 +200,9 @@ def glorot_plateaus(setting: str, runs, epochs, summary) -> list[Claim]:
     hidden_layers = statistics.output_layer(summary["sizes"].iloc[0]) - 1
     if hidden_layers < 2 or not {"sigmoid_mse", "softmax_nll"} <= set(summary.loc[summary["best_lr"], "pair"]):
         return []  # a claim about deep networks
+    learned = statistics.group_levels(summary).learned
     best = statistics.best_runs(runs, summary)
-    best = best.assign(plateaus=best["run_id"].map(plateau_epochs(epochs)))
+    best = best.assign(plateaus=best["run_id"].map(plateau_epochs(epochs, learned)))
     table = by_seed(best, "plateaus")
     row = paired_difference(table["sigmoid_mse"], table["softmax_nll"])
     figures = {"plateau epochs sigmoid_mse": table["sigmoid_mse"].mean(),
@@ -209,7 +215,7 @@ def glorot_plateaus(setting: str, runs, epochs, summary) -> list[Claim]:
     return [Claim("the log-likelihood cost (softmax) shows fewer plateaus in training than the quadratic cost",
                   GLOROT, lambda: figures, check, setting=setting,
                   criterion=(f"per run at each pair's best lr, epochs adding under {100 * PLATEAU_GAIN:g} point of "
-                             f"validation accuracy while below {statistics.STUCK:.0%}; paired over seeds: holds if "
+                             f"validation accuracy while below {learned:.0%}; paired over seeds: holds if "
                              "sigmoid_mse's excess has a 95% interval above 0, does not hold if below, else inconclusive"))]
 
 

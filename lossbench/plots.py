@@ -18,7 +18,7 @@ from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import MaxNLocator
 
 from lossbench.comparisons import COMPARED
-from lossbench.statistics import STUCK, best_of_weights, best_runs, output_layer, seed_distribution
+from lossbench.statistics import best_of_weights, best_runs, group_levels, output_layer, seed_distribution
 from lossbench.tables import number, ranking_takeaway
 
 BAND = "mean; band: min-max over seeds"
@@ -49,7 +49,7 @@ def plot_curves(ax, runs: pd.DataFrame, epochs: pd.DataFrame, column: str, color
     ax.set_xlabel("epoch")
 
 
-def accuracy_takeaway(runs: pd.DataFrame, epochs: pd.DataFrame, threshold: float = 0.95) -> str:
+def accuracy_takeaway(runs: pd.DataFrame, epochs: pd.DataFrame, threshold: float) -> str:
     """One line from the best-lr runs: who reaches `threshold` test accuracy first on average, and how many runs do."""
     reached = epochs[(epochs["epoch"] >= 1) & (epochs["test_acc"] >= threshold)].groupby("run_id")["epoch"].min()
     first_epoch = runs.assign(epoch=runs["run_id"].map(reached)).groupby("pair")["epoch"].agg(["mean", "count", "size"])
@@ -64,7 +64,7 @@ def accuracy_takeaway(runs: pd.DataFrame, epochs: pd.DataFrame, threshold: float
 
 def plot_accuracy(group: str, runs: pd.DataFrame, epochs: pd.DataFrame, colors: dict) -> Figure:
     figure, [ax] = new_figure("Test accuracy at each pair's best learning rate", group,
-                              takeaway=accuracy_takeaway(runs, epochs))
+                              takeaway=accuracy_takeaway(runs, epochs, group_levels(runs).good))
     plot_curves(ax, runs, epochs[epochs["epoch"] >= 1], "test_acc", colors, scale=100)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(title=BAND, fontsize=8, title_fontsize=8)
@@ -193,10 +193,11 @@ def plot_forest(group: str, comparisons: pd.DataFrame, profiles: pd.DataFrame):
     return figure
 
 
-def plot_seed_distribution(title: str, runs: pd.DataFrame, book: float, best_of: int = 3) -> Figure:
-    """Of one study's runs (seed_distribution's): every run's peak test accuracy a mark (jittered strip), the exact
-    distribution of the best of `best_of` runs (stems: the chance that a run is the best of a random set of
-    `best_of`), the book's number across both; left: all runs, right: zoomed on the book's number and our top."""
+def plot_seed_distribution(title: str, runs: pd.DataFrame, book: float, stuck_below: float, best_of: int = 3) -> Figure:
+    """Of one study's runs (seed_distribution's): every run's peak test accuracy a mark (jittered strip; a run
+    peaking below `stuck_below` in red), the exact distribution of the best of `best_of` runs (stems: the chance
+    that a run is the best of a random set of `best_of`), the book's number across both; left: all runs, right:
+    zoomed on the book's number and our top."""
     d = seed_distribution(runs, book=book, best_of=best_of)
     values = 100 * np.sort(runs.loc[runs["status"] == "ok", "peak_test_acc"].dropna().to_numpy())
     book = 100 * book
@@ -207,12 +208,12 @@ def plot_seed_distribution(title: str, runs: pd.DataFrame, book: float, best_of:
     figure.suptitle(f"{title}: peak test accuracy of {len(values)} seeds\n{takeaway}", fontsize=11)
     axes = figure.subplots(1, 2, sharey=True)
     jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(values))  # fixed: the picture is reproducible
-    stuck = values < 100 * STUCK
+    stuck = values < 100 * stuck_below
     weights = best_of_weights(len(values), best_of) if len(values) >= best_of else np.zeros(len(values))
     for ax in axes:
         ax.plot(values[~stuck], 1 + jitter[~stuck], "o", color="C0", alpha=0.6, markersize=5, label="one run (seed)")
         ax.plot(values[stuck], 1 + jitter[stuck], "o", color="C3", alpha=0.8, markersize=5,
-                label=f"one run peaking below {STUCK:.0%}")
+                label=f"one run peaking below {stuck_below:.0%}")
         ax.vlines(values, 0, -0.8 * weights / max(weights.max(), 1e-12), color="C2", lw=1.2,
                   label=f"chance that the run is the best of {best_of} (height)")
         ax.axvline(book, color="black", ls="--", lw=1.5, label=f"the book: {book:.2f}%")
@@ -224,7 +225,7 @@ def plot_seed_distribution(title: str, runs: pd.DataFrame, book: float, best_of:
     axes[0].set_title("all runs", fontsize=10)
     learned = values[~stuck] if (~stuck).any() else values  # the zoom leaves out the stuck runs
     axes[1].set_xlim(min(learned.min(), book) - 0.1, max(learned.max(), book) + 0.1)
-    axes[1].set_title(f"zoom: the runs peaking at {STUCK:.0%} or more, and the book's number", fontsize=10)
+    axes[1].set_title(f"zoom: the runs peaking at {stuck_below:.0%} or more, and the book's number", fontsize=10)
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=8)
     return figure
 

@@ -3,15 +3,16 @@
     python -m lossbench analyze results/default_comparison --no-plots   # summary.md, slowdown.md, comparison.md
 
 Accuracies are shown in %, mean ± the half-width of the 95% t-interval over the non-diverged
-seeds (LEGEND); differences in signed percentage points.
+seeds (LEGEND); differences in signed percentage points; the accuracy levels (stuck, epochs to)
+are those of the group's data set, and each table names them.
 """
 
 import textwrap
 
 import pandas as pd
 
-from lossbench.comparisons import COMPARED, PAIRED_TEST, ROBUST_BAND, SPEED_THRESHOLDS
-from lossbench.statistics import BOOK_LR_RATIO, STUCK, THRESHOLDS
+from lossbench.comparisons import COMPARED, PAIRED_TEST, ROBUST_BAND, SPEED_LEVELS
+from lossbench.statistics import BOOK_LR_RATIO, SUMMARY_LEVELS, levels
 
 
 def number(value: float, spec: str) -> str:
@@ -30,8 +31,20 @@ def reach(count: int, mean_epochs: float, n: int) -> str:
     return "-" if n == 0 else f"{count}/{n}" + (f" at {mean_epochs:.1f}" if count else "")
 
 
+def level_header(cells: pd.DataFrame, name: str) -> str:
+    """'epochs to 95%': the column of one config group's rows (one data set) that counts runs reaching level `name`."""
+    return f"epochs to {cells[f'{name}_level'].iloc[0]:.0%}"
+
+
+def levels_text(datasets) -> str:
+    """The accuracy levels of these data sets in words, e.g. 'mnist: stuck below 90%, speed to 95% and 97%'."""
+    by_dataset = {dataset: levels(dataset) for dataset in sorted(set(datasets))}
+    return "; ".join(f"{dataset}: stuck below {level.learned:.0%}, speed to {level.good:.0%} and {level.high:.0%}"
+                     for dataset, level in by_dataset.items())
+
+
 def display_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Summary rows as strings: accuracies in %, ± the 95% CI half-width, * on the best lr."""
+    """One config group's summary rows as strings: accuracies in %, ± the 95% CI half-width, * on the best lr."""
     text = pd.DataFrame({
         "pair": cells["pair"],
         "lr": [f"{lr:g}" + (" *" if best else "") for lr, best in zip(cells["lr"], cells["best_lr"])],
@@ -39,10 +52,9 @@ def display_table(cells: pd.DataFrame) -> pd.DataFrame:
     for name, header in [("peak", "peak %"), ("final", "final %"), ("val_selected", "val-selected %")]:
         text[header] = [percent_stat(*row) for row in zip(cells[f"{name}_mean"], cells[f"{name}_ci95"], cells["n"])]
     text["best val %"] = [number(100 * value, ".2f") for value in cells["best_val_mean"]]
-    for threshold in THRESHOLDS:
-        percent = f"{threshold * 100:.0f}"
-        text[f"epochs to {percent}%"] = [reach(*row) for row in zip(
-            cells[f"reach{percent}_n"], cells[f"reach{percent}_epochs_mean"], cells["n"])]
+    for name in SUMMARY_LEVELS:
+        text[level_header(cells, name)] = [reach(*row) for row in zip(
+            cells[f"reach_{name}_n"], cells[f"reach_{name}_epochs_mean"], cells["n"])]
     return text
 
 
@@ -67,8 +79,9 @@ def terminal_summary(summary: pd.DataFrame) -> str:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    parts = ["# Sweep summary", "", LEGEND, "'epochs to 90%': runs reaching 90% test accuracy / n, at the "
-             "mean over those runs of the first epoch that does.", ""]
+    parts = ["# Sweep summary", "", LEGEND, "'epochs to X%': runs reaching X% test accuracy / n, at the mean over "
+             "those runs of the first epoch that does; X: the data set's stuck level and its first speed level "
+             f"(summary.csv: learned_level, good_level). Levels: {levels_text(summary['dataset'])}.", ""]
     for group_id, cells in summary.groupby("group_id"):
         parts += [f"## {group_id}: {cells['group'].iloc[0]}", "", markdown_table(display_table(cells)), ""]
     return "\n".join(parts)
@@ -127,25 +140,27 @@ def profile_text(profiles: pd.DataFrame) -> pd.DataFrame:
             profiles["peak_mean"], profiles["peak_ci95"], profiles["n"], profiles["rank_peak"])],
         "lr band (robustness)": [f"{lo:g}-{hi:g} (x{f:.3g})" for lo, hi, f in zip(
             profiles["band_lr_low"], profiles["band_lr_high"], profiles["robustness"])],
-        **{f"epochs to {t * 100:.0f}%": [reach(c, m, n) for c, m, n in zip(
-            profiles[f"reach{t * 100:.0f}_n"], profiles[f"epochs_to_{t * 100:.0f}"], profiles["n"])]
-           for t in SPEED_THRESHOLDS},
+        **{level_header(profiles, name): [reach(c, m, n) for c, m, n in zip(
+            profiles[f"reach_{name}_n"], profiles[f"reach_{name}_epochs_mean"], profiles["n"])]
+           for name in SPEED_LEVELS},
         "stuck or diverged in band": [f"{s + d}/{r} ({(s + d) / r:.0%})" for s, d, r in zip(
             profiles["band_stuck"], profiles["band_diverged"], profiles["band_runs"])]})
 
 
-COMPARISON_LEGEND = (f"Each comparison: both pairs at their best lr (chosen on validation), matched on seed (same "
-          f"initialization and batch order); mean difference in accuracy points over the matched seeds, 95% "
-          f"t-interval, {PAIRED_TEST}, p Holm-corrected within the group and metric. Rank: 1 + the number "
-          f"of pairs whose advantage has an interval entirely above 0 (an interval covering 0 is a tie). "
-          f"lr band: the lrs whose mean peak is within {100 * ROBUST_BAND:g} point of the pair's best, "
-          f"robustness = largest / smallest lr in it; epochs to 95% / 97% at the best lr (runs reaching it / "
-          f"runs, at the mean first epoch); stuck = peak below {STUCK:.0%}.")
+def comparison_legend(datasets) -> str:
+    return (f"Each comparison: both pairs at their best lr (chosen on validation), matched on seed (same "
+            f"initialization and batch order); mean difference in accuracy points over the matched seeds, 95% "
+            f"t-interval, {PAIRED_TEST}, p Holm-corrected within the group and metric. Rank: 1 + the number "
+            f"of pairs whose advantage has an interval entirely above 0 (an interval covering 0 is a tie). "
+            f"lr band: the lrs whose mean peak is within {100 * ROBUST_BAND:g} point of the pair's best, "
+            f"robustness = largest / smallest lr in it; epochs to the data set's two speed levels at the best lr "
+            f"(runs reaching it / runs, at the mean first epoch); stuck = peak below the data set's stuck level. "
+            f"Levels: {levels_text(datasets)}.")
 
 
 def comparison_markdown(comparisons: pd.DataFrame, notes: pd.DataFrame, profiles: pd.DataFrame,
                         summary: pd.DataFrame) -> str:
-    parts = ["# Paired comparisons at each pair's best learning rate", "", COMPARISON_LEGEND, ""]
+    parts = ["# Paired comparisons at each pair's best learning rate", "", comparison_legend(summary["dataset"]), ""]
     for group_id, cells in summary.groupby("group_id"):
         parts += [f"## {group_id}: {cells['group'].iloc[0]}", ""]
         group_profiles = profiles[profiles["group_id"] == group_id] if len(profiles) else profiles
@@ -162,18 +177,27 @@ def comparison_markdown(comparisons: pd.DataFrame, notes: pd.DataFrame, profiles
 
 
 def ranking_takeaway(profiles: pd.DataFrame, comparisons: pd.DataFrame, metric: str = "val_selected_test_acc") -> str:
-    """One line, from the numbers: who ranks first on `metric` (and who ties), and the last pair's gap."""
+    """One line, from the numbers: who ranks first on `metric` (and who ties), and the last pair's gap. A pair
+    that ranks first only because it has no paired interval with the leader (fewer than 2 matched seeds:
+    comparisons has no row for the two) is undecided, not tied."""
     prefix = COMPARED[metric]
     ranked = profiles.sort_values([f"rank_{prefix}", f"{prefix}_mean"], ascending=[True, False])
     first = ranked[ranked[f"rank_{prefix}"] == 1]
     leader = first.iloc[0]
+    rows = comparisons[comparisons["metric"] == metric]
+    compared = set(rows.loc[rows["pair"] == leader["pair"], "other"]) | set(rows.loc[rows["other"] == leader["pair"], "pair"])
+    tied = [pair for pair in first["pair"].iloc[1:] if pair in compared]
+    undecided = [pair for pair in first["pair"].iloc[1:] if pair not in compared]
     name = prefix.replace("_", "-")
-    text = f"{name}: {leader['pair']} leads ({100 * leader[f'{prefix}_mean']:.2f}%)"
-    if len(first) > 1:
-        text += f", tied with {', '.join(first['pair'].iloc[1:])} (intervals cover 0)"
+    text = (f"{name}: {leader['pair']} " + ("has the highest mean" if undecided else "leads")
+            + f" ({100 * leader[f'{prefix}_mean']:.2f}%)")
+    if tied:
+        text += f", tied with {', '.join(tied)} (intervals cover 0)"
+    if undecided:
+        text += (f"; undecided against {', '.join(undecided)} (fewer than 2 matched seeds, so no paired interval: "
+                 "the comparison needs 2 or more seeds)")
     last = ranked.iloc[-1]
-    gap = comparisons[(comparisons["metric"] == metric) & (comparisons["pair"] == leader["pair"])
-                      & (comparisons["other"] == last["pair"])]
+    gap = rows[(rows["pair"] == leader["pair"]) & (rows["other"] == last["pair"])]
     if last[f"rank_{prefix}"] > 1 and len(gap):
         row = gap.iloc[0]
         text += (f"; {last['pair']} is {100 * row['mean_diff']:.2f} points behind "

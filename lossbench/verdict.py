@@ -218,17 +218,42 @@ def listing(items: list[str]) -> str:
 
 
 def changes_text(columns: list[tuple[str, dict]]) -> str:
-    """Whether the set of first-ranked pairs changes between settings."""
-    sets = {name: tuple(sorted(leaders(frames["profiles"]))) for name, frames in columns}
-    values = list(sets.values())
-    # the most common set of leaders; a tie goes to the fewest pairs (the sharper statement), then to the
-    # first setting: never to a set's iteration order, which string hashing changes from process to process
-    common = min(values, key=lambda pairs: (-values.count(pairs), len(pairs)))
-    changed = {name: pairs for name, pairs in sets.items() if pairs != common}
-    if not changed:
-        return f"**Where it changes.** Nowhere among the complete settings: first in each: {listing(list(common))}."
-    return (f"**Where it changes.** First in most settings: {listing(list(common))}; but "
-            + "; ".join(f"in {name}: {listing(list(pairs))}" for name, pairs in changed.items()) + ".")
+    """Per pair, its first places over the complete settings (rank 1 on val-selected accuracy, alone or tied with
+    another rank 1); then the settings grouped by their first-ranked pairs, in the page's order. Pairs are ordered
+    by first places, then by those alone, then as in PAIRS; built from lists and dicts only, so that no set's order
+    (string hashing changes it from process to process) shows."""
+    firsts = {name: sorted(leaders(frames["profiles"])) for name, frames in columns}
+    places = {pair: [name for name in firsts if pair in firsts[name]] for pair in PAIRS}
+    alone = {pair: [name for name in places[pair] if len(firsts[name]) == 1] for pair in PAIRS}
+    order = sorted(PAIRS, key=lambda pair: (-len(places[pair]), -len(alone[pair]), list(PAIRS).index(pair)))
+    counts = [f"{pair} {len(places[pair])}" + (f" ({first_places(len(alone[pair]), len(places[pair]))})"
+                                                if places[pair] else "") for pair in order]
+    settings = "the 1 complete setting" if len(columns) == 1 else f"the {len(columns)} complete settings"
+    text = f"**Where it changes.** First places over {settings}: {'; '.join(counts)}."
+    tops = {}  # the first-ranked pairs -> the settings where they are first, in the page's order
+    for name, pairs in firsts.items():
+        tops.setdefault(tuple(pairs), []).append(name)
+    if len(columns) == 1:
+        return text + f" In {columns[0][0]}: {top_phrase(next(iter(tops)))}."
+    if len(tops) == 1:
+        return text + f" The top is the same in every complete setting: {top_phrase(next(iter(tops)))}."
+    return text + " By setting: " + "; ".join(
+        f"{top_phrase(pairs)} in {listing(names)}" for pairs, names in tops.items()) + "."
+
+
+def first_places(alone: int, places: int) -> str:
+    """'alone in 1, tied in 3'; 'tied in each' ('tied' for one place), 'alone in each' ('alone')."""
+    if alone in (0, places):
+        return ("alone" if alone else "tied") + (" in each" if places > 1 else "")
+    return f"alone in {alone}, tied in {places - alone}"
+
+
+def top_phrase(pairs: tuple) -> str:
+    """'softmax_nll is first alone', 'sigmoid_mse and softmax_nll tie for first' (or, were every pair shown worse
+    than another, which intervals allow in principle, 'no pair ranks first')."""
+    if not pairs:
+        return "no pair ranks first"
+    return f"{pairs[0]} is first alone" if len(pairs) == 1 else f"{listing(list(pairs))} tie for first"
 
 
 def evidence_text(columns: list[tuple[str, dict]]) -> str:
@@ -257,25 +282,31 @@ def describe(row: pd.Series) -> str:
 
 
 def robustness_text(columns: list[tuple[str, dict]]) -> str:
-    """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting."""
+    """Robustness, speed and reliability, the widest / fastest / least reliable pair per complete setting, at the
+    levels of its data set (ranking.csv's good_level and learned_level); in words where no run reaches a level."""
     parts = []
     for name, frames in columns:
         p = frames["profiles"]
         widest = p[p["robustness"] == p["robustness"].max()]
-        fast = p[p["reach95_n"] > 0].assign(share=p["reach95_n"] / p["n"]).sort_values(
-            ["share", "epochs_to_95"], ascending=[False, True])  # most runs reaching 95%, then soonest
+        good, learned = p["good_level"].iloc[0], p["learned_level"].iloc[0]
+        reaching = p[p["reach_good_n"] > 0]
+        fast = reaching.assign(share=reaching["reach_good_n"] / reaching["n"]).sort_values(
+            ["share", "reach_good_epochs_mean"], ascending=[False, True])  # most runs reaching it, then soonest
         failing = p[p["unreliable"] > 0].sort_values("unreliable", ascending=False)
         part = f"{name}: widest lr band " + listing([f"{row.pair} ({row.band_lr_low:g}-{row.band_lr_high:g})"
                                                      for row in widest.itertuples()]) + f", x{widest['robustness'].iloc[0]:.3g}"
         if len(fast):
-            part += (f"; first to 95% {fast.iloc[0]['pair']} (mean epoch {fast.iloc[0]['epochs_to_95']:.1f}, "
-                     f"{fast.iloc[0]['reach95_n']} of {fast.iloc[0]['n']} runs)")
-        part += "; stuck or diverged in the band: " + (", ".join(
+            first = fast.iloc[0]
+            part += (f"; first to {good:.0%} {first['pair']} (mean epoch {first['reach_good_epochs_mean']:.1f}, "
+                     f"{first['reach_good_n']} of {first['n']} runs)")
+        else:
+            part += f"; no run reaches {good:.0%} at its pair's best lr"
+        part += f"; stuck (peak below {learned:.0%}) or diverged in the band: " + (", ".join(
             f"{row.pair} {row.band_stuck + row.band_diverged}/{row.band_runs}" for row in failing.itertuples())
                                                         if len(failing) else "none")
         parts.append(part)
     return ("**Robustness, speed, reliability** (lr band: lrs within 1 point of the pair's best mean peak; "
-            "speed at the best lr): " + "; ".join(parts) + ".")
+            "speed at the best lr; accuracy levels: the setting's data set's): " + "; ".join(parts) + ".")
 
 
 # --- the claims --------------------------------------------------------------------------

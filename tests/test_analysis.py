@@ -65,3 +65,14 @@ def test_one_pair_or_one_matched_seed_gives_a_note_not_a_row(make_run, write_swe
     assert len(pd.read_csv(out / "ranking.csv")) == 3 and not (out / "comparison_g1.png").exists()
 
 
+
+
+def test_a_data_set_without_accuracy_levels_is_an_error_that_keeps_the_old_analysis(make_run, write_sweep, tmp_path,
+                                                                                   capsys):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95], dataset="kmnist")])
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "summary.md").write_text("an earlier analysis")
+    assert cli.main(["analyze", str(tmp_path)]) == 2
+    assert "error: dataset 'kmnist' in runs.csv has no accuracy levels" in capsys.readouterr().err
+    assert [path.name for path in (tmp_path / "analysis").iterdir()] == ["summary.md"]
+    assert (tmp_path / "analysis" / "summary.md").read_text() == "an earlier analysis"

@@ -66,7 +66,8 @@ def test_pair_profile_robustness_speed_and_reliability(make_run, write_sweep, tm
     assert profile["robustness"] == pytest.approx(10.0) and profile["band_lrs"] == 3
     assert (profile["band_runs"], profile["band_stuck"], profile["band_diverged"]) == (7, 0, 1)
     assert profile["unreliable"] == pytest.approx(1 / 7)
-    assert (profile["reach95_n"], profile["epochs_to_95"], profile["reach97_n"]) == (2, 2.0, 0)
+    assert (profile["good_level"], profile["reach_good_n"], profile["reach_good_epochs_mean"]) == (0.95, 2, 2.0)
+    assert (profile["high_level"], profile["reach_high_n"], profile["learned_level"]) == (0.97, 0, 0.90)
     assert profile["rank_val_selected"] == 1 and profile["rank_peak"] == 1
 
 
@@ -78,3 +79,20 @@ def test_stuck_runs_in_the_band_count_as_unreliable(make_run, write_sweep, tmp_p
     summary = statistics.summarize(runs, epochs)
     profile = comparisons.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=comparisons.COMPARISON_COLUMNS)).iloc[0]
     assert (profile["band_runs"], profile["band_stuck"], profile["unreliable"]) == (3, 1, pytest.approx(1 / 3))
+
+
+@pytest.mark.parametrize("dataset,accuracies,levels", [
+    ("mnist", [0.95, 0.95, 0.6, 0.91], (0.90, 0.95, 0.97)),
+    ("fashion_mnist", [0.85, 0.85, 0.5, 0.81], (0.80, 0.85, 0.87)),  # MNIST's less 10 points: the same profile
+])
+def test_stuck_and_speed_are_measured_at_the_data_sets_levels(make_run, write_sweep, tmp_path, dataset, accuracies,
+                                                              levels):
+    # one lr, 4 runs: two reach the good level at epoch 2, one is stuck, one learned but is not good
+    write_sweep(tmp_path, [make_run("sigmoid_mse", 3.0, seed, [0.3, acc, acc], dataset=dataset)
+                           for seed, acc in enumerate(accuracies)])
+    runs, epochs = load.load_results([tmp_path])
+    summary = statistics.summarize(runs, epochs)
+    profile = comparisons.pair_profiles(runs, epochs, summary, pd.DataFrame(columns=comparisons.COMPARISON_COLUMNS)).iloc[0]
+    assert tuple(profile[["learned_level", "good_level", "high_level"]]) == levels
+    assert (profile["band_runs"], profile["band_stuck"], profile["unreliable"]) == (4, 1, 0.25)
+    assert (profile["reach_good_n"], profile["reach_good_epochs_mean"], profile["reach_high_n"]) == (2, 2.0, 0)

@@ -61,7 +61,9 @@ def test_group_options_and_studies_come_from_conf_and_experiments(gen):
     ("runs-columns", columns.RUN_COLUMNS),
     ("bench-columns", bench.BENCH_COLUMNS),
     ("epochs-columns", ["run_id", "epoch", *columns.BASE_METRICS, "grad_b{l}", "grad_w{l}"]),
-    ("summary-columns", ["best_val_mean", "peak_ci95", "reach95_epochs_mean", "best_lr", *statistics.CONFIG_COLUMNS]),
+    ("summary-columns", ["best_val_mean", "peak_ci95", "good_level", "reach_good_epochs_mean", "best_lr",
+                         *statistics.CONFIG_COLUMNS]),
+    ("accuracy-levels", statistics.LEVEL_NAMES),
     ("slowdown-columns", ["out_grad_b", "out_hidden_ratio", "saturated_first"]),
 ])
 def test_column_tables_name_every_column(gen, table, columns):
@@ -95,3 +97,8 @@ def test_markers_become_tables_and_unknown_ones_are_errors(gen):
     assert "| `timeout_min` | `720` |" in expanded and "reference:" not in expanded
     with pytest.raises(gen.ReferenceError, match="unknown reference table 'nope'"):
         gen.expand("<!-- reference: nope -->", "x.md")
+
+
+def test_the_levels_table_gives_each_data_sets_levels(gen):
+    table = gen.accuracy_levels()
+    assert row_of(table, "learned").endswith("| 90% | 80% |") and row_of(table, "high").endswith("| 97% | 87% |")

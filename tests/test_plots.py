@@ -27,10 +27,19 @@ def test_peak_plot_clips_intervals_and_says_who_peaks_highest(tmp_path):
 def test_seed_distribution_plot_marks_every_run(tmp_path):
     peaks = [0.95, 0.97, 0.94, 0.96, 0.6]
     runs = pd.DataFrame({"status": "ok", "peak_test_acc": peaks, "final_test_acc": peaks, "val_selected_test_acc": peaks})
-    figure = plots.plot_seed_distribution("test", runs, book=0.9542)
+    figure = plots.plot_seed_distribution("test", runs, book=0.9542, stuck_below=0.90)
     ax = figure.axes[0]
     marks = [len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o"]
     assert sum(marks) == 5  # four learned, one stuck (a mark of its own colour)
     assert ax.collections[0].get_segments()[-1][1][1] == pytest.approx(-0.8)  # the likeliest best of 3: the top run
     # 0.6, 0.94, 0.95 of 5 at or below the book; best of 3 is 0.95 in 1 of the C(5, 3) = 10 triples
     assert "at or above 60% of our single runs and 10% of our best-of-3 draws" in figure.get_suptitle()
+
+
+def test_the_accuracy_plot_names_who_reaches_the_data_sets_good_level_first(make_run):
+    made = [make_run("sigmoid_ce", 0.5, 0, [0.84, 0.86, 0.86], dataset="fashion_mnist"),
+            make_run("softmax_nll", 0.5, 0, [0.85, 0.86, 0.86], dataset="fashion_mnist")]
+    runs = pd.DataFrame([row for row, _ in made])
+    epochs = pd.DataFrame([epoch for _, rows in made for epoch in rows])
+    figure = plots.plot_accuracy("g1", runs, epochs, plots.pair_colors(runs["pair"]))
+    assert "First to 85% on average: softmax_nll, epoch 1.0 (1 of 1 runs reach it)" in figure.get_suptitle()

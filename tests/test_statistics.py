@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench import statistics, tables
+from lossbench import data, statistics, tables
+from lossbench.errors import UserError
 from lossbench.results import load
 
 
@@ -32,12 +33,31 @@ def test_mean_std_and_t_interval_match_hand_computation(make_run, write_sweep, t
     assert cell["final_ci95"] == pytest.approx(0.049683, abs=1e-6)
 
 
-def test_epochs_to_threshold_counts_runs_that_reach_it(make_run, write_sweep, tmp_path):
+def test_epochs_to_a_level_counts_runs_that_reach_it(make_run, write_sweep, tmp_path):
     write_sweep(tmp_path, [make_run("softmax_nll", 0.1, 0, [0.85, 0.91, 0.96]),
                            make_run("softmax_nll", 0.1, 1, [0.92, 0.93, 0.94])])
     cell = summarize_dir(tmp_path).loc[("softmax_nll", 0.1)]
-    assert (cell["reach90_n"], cell["reach90_epochs_mean"]) == (2, 1.5)
-    assert (cell["reach95_n"], cell["reach95_epochs_mean"]) == (1, 3.0)
+    assert (cell["learned_level"], cell["reach_learned_n"], cell["reach_learned_epochs_mean"]) == (0.90, 2, 1.5)
+    assert (cell["good_level"], cell["reach_good_n"], cell["reach_good_epochs_mean"]) == (0.95, 1, 3.0)
+
+
+def test_fashion_mnist_runs_are_measured_at_its_own_levels(make_run, write_sweep, tmp_path):
+    # the MNIST test's accuracies less 10 points: on Fashion-MNIST they mean the same (levels 80% and 85%)
+    write_sweep(tmp_path, [make_run("softmax_nll", 0.1, 0, [0.75, 0.81, 0.86], dataset="fashion_mnist"),
+                           make_run("softmax_nll", 0.1, 1, [0.82, 0.83, 0.84], dataset="fashion_mnist")])
+    cell = summarize_dir(tmp_path).loc[("softmax_nll", 0.1)]
+    assert (cell["learned_level"], cell["reach_learned_n"], cell["reach_learned_epochs_mean"]) == (0.80, 2, 1.5)
+    assert (cell["good_level"], cell["reach_good_n"], cell["reach_good_epochs_mean"]) == (0.85, 1, 3.0)
+    text = tables.display_table(summarize_dir(tmp_path).reset_index())
+    assert text[["epochs to 80%", "epochs to 85%"]].values.tolist() == [["2/2 at 1.5", "1/2 at 3.0"]]
+
+
+def test_every_data_set_has_levels_and_an_unknown_one_is_a_clear_error(make_run, write_sweep, tmp_path):
+    assert set(statistics.LEVELS) == set(data.DATASETS)
+    assert statistics.LEVELS["mnist"] == statistics.Levels(learned=0.90, good=0.95, high=0.97)  # the issue's
+    write_sweep(tmp_path, [make_run("softmax_nll", 0.1, 0, [0.85, 0.91, 0.96], dataset="kmnist")])
+    with pytest.raises(UserError, match="dataset 'kmnist' in runs.csv has no accuracy levels.*mnist, fashion_mnist"):
+        summarize_dir(tmp_path)
 
 
 def test_one_seed_has_no_interval_and_says_so(make_run, write_sweep, tmp_path):
