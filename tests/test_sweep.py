@@ -306,3 +306,20 @@ def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path
     row = statistics.summarize(*load.read_sweep(out)).iloc[0]
     assert row["n"] == 3 and f"{100 * row['peak_mean']:.2f} ± {100 * row['peak_ci95']:.2f}" in stdout
     assert f"{100 * row['peak_std']:.2f}" != f"{100 * row['peak_ci95']:.2f}"  # the two meanings tell apart
+
+
+def test_readme_main_job_block_is_what_the_committed_csvs_give():
+    """README.md's "What that run printed at its end" is summary_text's table for results/default_comparison."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("```\ndefault_comparison: per pair")[1].split("```")[0]
+    rows = [line.split() for line in block.splitlines()[2:] if line.strip()]
+    table = statistics.summarize(*load.read_sweep(root / "results" / "default_comparison"))
+    best = table[table["best_lr"]].set_index("pair")
+    assert sorted(row[0] for row in rows) == sorted(best.index)
+    for pair, lr, seeds, diverged, peak, _, peak_ci, val, _, val_ci in rows:
+        cell = best.loc[pair]
+        assert (lr, int(seeds), int(diverged)) == (f"{cell['lr']:g}", cell["seeds"], cell["diverged"])
+        assert (float(peak), float(peak_ci)) == pytest.approx((100 * cell["peak_mean"], 100 * cell["peak_ci95"]), abs=0.005)
+        assert (float(val), float(val_ci)) == pytest.approx(
+            (100 * cell["val_selected_mean"], 100 * cell["val_selected_ci95"]), abs=0.005)
