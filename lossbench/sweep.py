@@ -256,7 +256,7 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
 
 
 def sweep(cfg: DictConfig, out: Path) -> None:
-    started = time.perf_counter()
+    started, code = time.perf_counter(), provenance.code_version()  # before training: a later commit did not make it
     config.validate(cfg)
     device = resolve_device(cfg.device.value).type  # cpu or cuda: as runs.csv and run_info.json name it
     data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
@@ -269,5 +269,5 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         # how this directory was made; a job of a multirun is recorded as the single sweep it is
         where = os.path.relpath(out) if out.resolve().is_relative_to(Path.cwd()) else out
         command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
-        provenance.write_run_info(out, command, device, time.perf_counter() - started)
+        provenance.write_run_info(out, command, device, time.perf_counter() - started, code)
     print(summary_text(out, cfg))

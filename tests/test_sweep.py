@@ -10,6 +10,7 @@ kill tests run it as a subprocess, as a user does.
 """
 
 import errno
+import json
 import os
 import random
 import re
@@ -24,7 +25,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from lossbench import statistics, sweep
+from lossbench import provenance, statistics, sweep
 from lossbench.results import columns, load, write
 
 pytestmark = pytest.mark.mnist
@@ -249,6 +250,16 @@ def test_other_config_into_the_same_directory_is_refused(tmp_path, run_cli):
     assert code == 2
     assert "error: config mismatch" in err and "sweep.seeds: 1 there, 2 now" in err and "Traceback" not in err
     assert before == {p.name: p.read_bytes() for p in out.iterdir()}  # .lock is gone again too
+
+
+def test_run_info_names_the_code_of_each_session(tmp_path, run_cli, monkeypatch):
+    versions = iter(["abc1234", "def5678+dirty"])  # the code as each session found it; one call per session
+    monkeypatch.setattr(provenance, "code_version", lambda: next(versions))
+    out = tmp_path / "sweep"
+    assert run_cli("sweep", *TINY, f"hydra.run.dir={out}")[0] == 0
+    assert json.loads((out / "run_info.json").read_text())["code_version"] == "abc1234"
+    assert run_cli("sweep", *TINY, f"hydra.run.dir={out}")[0] == 0  # a resume, by other code
+    assert json.loads((out / "run_info.json").read_text())["code_version"] == "abc1234, def5678+dirty"
 
 
 def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, run_cli):
