@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lossbench.choices import Init
 from lossbench.pairs import PAIRS
 
 
@@ -42,7 +43,8 @@ RUN_CELLS = {
     "run_id": TEXT, "pair": Cell(number=False, choices=tuple(sorted(PAIRS))), "activation": TEXT, "cost": TEXT,
     "lr": Cell(low=0.0, above=True), "seed": Cell(whole=True, low=0),
     "sizes": Cell(number=False, pattern=r"[0-9]+(-[0-9]+)+"),
-    "init": Cell(number=False, choices=("default", "large")), "batch_size": Cell(whole=True, low=1),
+    "init": Cell(number=False, choices=tuple(sorted(init.value for init in Init))),
+    "batch_size": Cell(whole=True, low=1),
     "epochs": Cell(whole=True, low=1), "l2": Cell(low=0.0), "dataset": TEXT,
     "train_size": Cell(whole=True, low=1, empty=True),  # empty in hand-made CSVs; a sweep writes it
     "status": Cell(number=False, choices=("diverged", "ok")), "diverged_epoch": EPOCH,
