@@ -10,6 +10,7 @@ import shutil
 import sys
 import types
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +46,35 @@ def _decoded_data_cache(tmp_path_factory):
     yield
 
 
+@contextmanager
+def _logging_kept():
+    """Hydra configures logging for its job; give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def logging_kept():
+    """For a fixture wider than a test that runs lossbench in-process: `with logging_kept(): cli.main(...)`."""
+    return _logging_kept
+
+
 @pytest.fixture
 def run_cli(capsys, tmp_path, monkeypatch):
     """`python -m lossbench ARGS` in-process, in an empty working directory: (status, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging; give pytest's back
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with _logging_kept():
+        yield run
 
 
 # --- the benchmark's data: MNIST's shape, a few hundred examples --------------------------------------------------
