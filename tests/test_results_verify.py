@@ -181,7 +181,8 @@ CSV_CASES = {
                                      "repair", "stop", "run_id sigmoid_ce_lr0.5_s9_[0-9a-f]{8} does not name its row's "
                                                        "pair, lr and seed", 2),
     "runs.csv: garbled setting": Case("runs.csv", set_cell(2, "l2", "0.5"), "repair", "stop",
-                                      r"its settings \(.*l2 0.5.*\) do not give the hash in its run_id", 2),
+                                      r"its settings \(.*l2 0.5.*\) with config.yaml's data\.val_size 500 do not "
+                                      "give the hash in its run_id", 2),
     "runs.csv: non-numeric value": Case("runs.csv", set_cell(4, "lr", "#VALUE!"), "repair", "stop",
                                         r"column lr holds non-numeric values \('#VALUE!'\)", 4),
     "runs.csv: duplicated row": Case("runs.csv", copy_line(2), "harmless", "harmless"),

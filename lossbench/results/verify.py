@@ -293,8 +293,8 @@ def run_problems(runs: pd.DataFrame, epochs: pd.DataFrame, val_size: int | None)
             return "" if pd.isna(r["train_size"]) else run_hash(
                 {key: kind(r[key]) for key, kind in SETTINGS.items()}, val_size)
         _note(problems, pd.Series({at: settings_hash(r) != r["run_id"][-8:] for at, r in row.items()}),
-              lambda at: f"its settings ({', '.join(f'{key} {row[at][key]}' for key in SETTINGS)}) do not "
-                         f"give the hash in its run_id")
+              lambda at: f"its settings ({', '.join(f'{key} {row[at][key]}' for key in SETTINGS)}) with "
+                         f"config.yaml's data.val_size {val_size} do not give the hash in its run_id")
     if {"activation", "cost"} <= set(runs.columns):
         pairs = runs["pair"].map(PAIRS)
         _note(problems, (runs["activation"] != pairs.map(lambda p: p.activation)) |
