@@ -20,6 +20,7 @@ import torch
 from scipy import stats
 
 from lossbench import cli
+from lossbench.choices import PAIR_PARTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -135,10 +136,6 @@ def fake_torchvision(monkeypatch):
 # --- hand-made sweep directories: runs.csv and epochs.csv with known answers ----------------------------------------
 RUN_CONFIG = dict(sizes="784-30-10", init="large", batch_size=10, epochs=3, l2=0.0, dataset="mnist",
               train_size=1000, dtype="float32")
-PAIR_PARTS = {"sigmoid_mse": ("sigmoid", "quadratic"), "sigmoid_ce": ("sigmoid", "cross_entropy"),
-              "softmax_nll": ("softmax", "log_likelihood"), "linear_mse": ("linear", "quadratic")}
-
-
 def _make_run(pair, lr, seed, test, val=None, diverged_at=0, out_grad=0.2, hidden_grad=0.05, **config):
     """(runs.csv row, epochs.csv rows) of one run; `test`/`val`: accuracies of epochs 1..E.
 
