@@ -78,7 +78,8 @@ MEANINGS = {
     "runs-columns": {
         "run_id": "`{pair}_lr{lr:g}_s{seed}_{hash}`, e.g. `sigmoid_ce_lr0.5_s3_1a2b3c4d`; `hash` = 8 hex digits "
                   "of the SHA-256 of the run's non-grid settings (sizes, init, batch_size, epochs, l2, dataset, "
-                  "train_size, val_size, dtype): equal settings give equal ids in any directory",
+                  "train_size, dtype, and config.yaml's `data.val_size`): equal settings give equal ids in any "
+                  "directory",
         "pair": "`sigmoid_mse`, `sigmoid_ce`, `softmax_nll` or `linear_mse`",
         "activation": "the output activation: `sigmoid`, `softmax` or `linear`",
         "cost": "`quadratic`, `cross_entropy` or `log_likelihood`",

@@ -44,6 +44,7 @@ from omegaconf import DictConfig
 from lossbench import config, peers
 from lossbench.data import N_CLASSES
 from lossbench.denormals import flushed_share, time_flush_modes
+from lossbench.devices import resolve_device
 from lossbench.ensemble import GRAPH_STEPS
 from lossbench.errors import UserError
 from lossbench.provenance import cpu_seconds, hardware, other_cpu
@@ -234,8 +235,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=2, help="timed windows per row; the fastest counts")
     p.add_argument("--shapes", nargs="+", default=["784-30-10", "784-100-10"], help="layer sizes, 784-...-10")
     p.add_argument("--models", nargs="+", type=int, default=[1, 10, 160], help="ensemble sizes")
-    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
-                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"], help="cuda: when torch sees one")
+    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda", "auto"],
+                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
+                   help="cuda: when torch sees one; auto: cuda if it does, else cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="cpu threads (torch.set_num_threads); on a busy machine 1 thread suffers far less")
     p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
@@ -262,8 +264,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)}: give a count >= 0.")
     if min(args.models) < 1:
         raise UserError(f"--models {min(args.models)}: an ensemble holds at least 1 model.")
-    if "cuda" in args.devices and not torch.cuda.is_available():
-        raise UserError(f"--devices cuda, but torch {torch.__version__} sees no CUDA device; use --devices cpu.")
+    args.devices = list(dict.fromkeys(resolve_device(name, option="--devices") for name in args.devices))
     args.shapes = [parse_shape(text) for text in args.shapes]
     if "jax" in args.peers and not peers.jax_available():
         print("note: jax is not installed, so the jax peer row is skipped; pip install 'lossbench[bench]' adds it.",
@@ -286,7 +287,7 @@ def main(argv: list[str]) -> int:
     if args.full and split.name != "mnist":
         raise UserError("--full runs the real sweep, which trains on MNIST; MNIST did not load (see above).")
     settings = Settings(args.steps, args.baseline_steps, args.warmup, args.repeat)
-    devices = [torch.device(name) for name in args.devices]
+    devices = args.devices
     print(f"lossbench bench: {split.name} data, {torch.get_num_threads()} cpu threads, load "
           f"{os.getloadavg()[0]:.2f}; measuring the FP32 matmul peak ...", file=sys.stderr, flush=True)
     table = BenchCsv(args.out, split.name, {d.type: hardware(d) for d in devices})

@@ -1,10 +1,12 @@
-"""The choices of a run's settings that the config schema and the trainer both know: the initialization and the engine.
+"""The choices of a run's settings that the config schema and the trainer both know: the initialization, the
+engine, and the pairs' names.
 
     python -c "from lossbench.choices import Engine, Init; print([i.value for i in Init], [e.value for e in Engine])"
 
 One enum each: config.py types its keys with them (a wrong value fails at composition, naming
 the choices), and ensemble.py and the studies check the strings they are given against them.
-torch-free, so that the config composes without importing the trainer.
+torch-free, so that the config composes, and result files are read and checked, without
+importing the trainer (every command's --help stays without torch).
 """
 
 from enum import Enum
@@ -20,3 +22,12 @@ class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_en
     triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
     graphs = "graphs"  # the steps replayed from CUDA graphs
     eager = "eager"  # on the CPU, windows of steps in threads; on CUDA, one step at a time
+
+
+# pair -> (output activation, cost), as runs.csv names them; lossbench.pairs builds each pair's math on these
+PAIR_PARTS = {
+    "sigmoid_mse": ("sigmoid", "quadratic"),
+    "sigmoid_ce": ("sigmoid", "cross_entropy"),
+    "softmax_nll": ("softmax", "log_likelihood"),
+    "linear_mse": ("linear", "quadratic"),
+}

@@ -45,8 +45,10 @@ def describe_sweep(path: Path, runs: pd.DataFrame) -> str:
     where = sorted(set(runs["device"].astype(str) + ", torch " + runs["torch_version"].astype(str))
                    if {"device", "torch_version"} <= set(runs.columns) else [])
     info = path / "run_info.json"
-    if info.is_file():
-        where = [json.loads(info.read_text()).get("hardware", "?")] + where
+    if info.is_file():  # code_version: which code trained the runs; older run_info.json files lack it
+        recorded = json.loads(info.read_text())
+        code = [f"code {recorded['code_version']}"] if "code_version" in recorded else []
+        where = [recorded.get("hardware", "?"), *where, *code]
     return f"{len(runs)} runs ({counts}) of {settings}; ran on {'; '.join(where)}"
 
 

@@ -176,15 +176,16 @@ def decode(files: dict[str, Path]) -> dict[str, Tensor]:
 
 def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice, slice]:
     """Index ranges into the n-image training file: train first, validation the last val_size."""
+    # the messages name the config keys (conf/data/) that set these sizes
     if not (isinstance(val_size, int) and 1 <= val_size < n):
-        raise UserError(f"val_size={val_size!r} is out of range: validation is the last val_size images of the "
-                        f"{n}-image training file, so it must be an integer from 1 to {n - 1}.")
+        raise UserError(f"data.val_size={val_size!r} is out of range: validation is the last data.val_size images "
+                        f"of the {n}-image training file, so it must be an integer from 1 to {n - 1}.")
     limit = n - val_size
     train_size = limit if train_size is None else train_size
     if not (isinstance(train_size, int) and 1 <= train_size <= limit):
-        raise UserError(f"train_size={train_size!r} is out of range: training uses the first train_size images of "
-                        f"the {n}-image training file, which must come before the validation block (its last "
-                        f"val_size={val_size}), so it must be an integer from 1 to {limit}.")
+        raise UserError(f"data.train_size={train_size!r} is out of range: training uses the first data.train_size "
+                        f"images of the {n}-image training file, which must come before the validation block (its "
+                        f"last data.val_size={val_size}), so it must be an integer from 1 to {limit}.")
     return slice(0, train_size), slice(limit, n)
 
 

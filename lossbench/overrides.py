@@ -11,6 +11,7 @@ refuses the keys that a `+key=value` override adds despite the schema (validate(
 
 import dataclasses
 import difflib
+import re
 import typing
 from typing import Any
 
@@ -26,6 +27,10 @@ from lossbench.errors import UserError
 # Keys a newcomer writes for the learning rate; the sweep takes a list of them, sweep.lrs.
 LEARNING_RATE_NAMES = {"lr", "lrs", "eta", "etas", "learning_rate", "learning_rates", "learningrate", "step_size"}
 GROUPS = ("data", "model", "optim", "sweep", "pair", "experiment")  # conf/'s groups, + experiments/
+# Layer sizes written as one word, as runs.csv and the book write them (784-30-10, 784x30x10):
+# Hydra reads that as one string, so a list needs commas.
+ONE_WORD_SIZES = re.compile(r"[0-9]+(?:[-x][0-9]+)+")
+ELEMENT_INDEX = re.compile(r"(\[[0-9]+\])+$")  # an error inside a list names the element: model.sizes[0]
 
 
 def schema_keys(schema: type = SweepConfig, prefix: str = "") -> dict[str, Any]:
@@ -39,9 +44,15 @@ def schema_keys(schema: type = SweepConfig, prefix: str = "") -> dict[str, Any]:
 
 
 def as_list_text(value: Any) -> str:
-    """`value` written as a list override: 0.5 -> [0.5], [0.5, 3.0] -> [0.5,3.0]."""
+    """`value` written as a list override: 0.5 -> [0.5], [0.5, 3.0] -> [0.5,3.0], "784-30-10" ->
+    [784,30,10]. A string is an override's text: already bracketed, it stays one list."""
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
+    if isinstance(value, str):
+        text = value.strip()
+        text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        value = [part for item in text.split(",")
+                 for part in (re.split("[-x]", item.strip()) if ONE_WORD_SIZES.fullmatch(item.strip()) else [item])]
     return "[" + ",".join(map(str, value if isinstance(value, (list, tuple)) else [value])) + "]"
 
 
@@ -116,16 +127,29 @@ def _missing_option_message(err: MissingConfigException) -> str:
     return f"{group}={option}: the group {group} has no option {option!r}; {hint}its options: {', '.join(err.options)}."
 
 
+def override_of(key: str, plain: dict[str, str]) -> str:
+    """The override in `plain` (key -> text) that set `key` (without an element's index), or one
+    above it: a group's option (model=book_h30) sets the keys below the group."""
+    while key not in plain and "." in key:
+        key = key.rsplit(".", 1)[0]
+    return plain.get(key) or next(iter(plain.values()), "")
+
+
 def _composition_message(err: HydraException, plain: dict[str, str]) -> str:
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
-    text = plain.get(key) or next(iter(plain.values()), "")
+    setting = ELEMENT_INDEX.sub("", key or "")
+    text = override_of(setting, plain)
     value = text.split("=", 1)[-1]
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
         return f"{text}: unknown config key {key}; {key_hint(key, value)}"
     if isinstance(cause, ValidationError) and key:
-        if typing.get_origin(schema_keys().get(key)) is list and not value.startswith("["):
-            return f"{text}: {key} is a list; write {key}={as_list_text(value)}."
+        if typing.get_origin(schema_keys().get(setting)) is list:
+            if not value.startswith("["):
+                return f"{text}: {setting} is a list; write {setting}={as_list_text(value)}."
+            if any(ONE_WORD_SIZES.fullmatch(item.strip()) for item in value.strip("[]").split(",")):
+                return (f"{text}: {one_paragraph(cause.msg)}; a list needs commas: "
+                        f"write {setting}={as_list_text(value)}.")
         return f"{text}: {one_paragraph(cause.msg)}."
     return f"{one_paragraph(str(err))}."
 

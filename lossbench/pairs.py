@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import Function, once_differentiable
 
+from lossbench.choices import PAIR_PARTS
 from lossbench.errors import UserError
 
 Tensor = torch.Tensor
@@ -174,22 +175,19 @@ class Pair:
         return z.max(-1).indices
 
 
-def _pair(name, activation, cost, delta_formula, equations, activate, cost_fn, delta_fn) -> Pair:
+def _pair(name, delta_formula, equations, activate, cost_fn, delta_fn) -> Pair:
+    """The pair `name` of choices.PAIR_PARTS (its activation and cost), with its math."""
     class_name = "".join(part.capitalize() for part in name.split("_")) + "Cost"
-    return Pair(name, activation, cost, delta_formula, equations, activate, cost_fn, delta_fn,
+    return Pair(name, *PAIR_PARTS[name], delta_formula, equations, activate, cost_fn, delta_fn,
                 _cost_function(class_name, cost_fn, delta_fn))
 
 
 PAIRS: dict[str, Pair] = {p.name: p for p in [
-    _pair("sigmoid_mse", "sigmoid", "quadratic", "(a - y) * sigma'(z)",
-          "ch. 1 eq. 6; ch. 2 BP1; ch. 3 eq. 65",
+    _pair("sigmoid_mse", "(a - y) * sigma'(z)", "ch. 1 eq. 6; ch. 2 BP1; ch. 3 eq. 65",
           torch.sigmoid, sigmoid_mse_cost, sigmoid_mse_delta),
-    _pair("sigmoid_ce", "sigmoid", "cross_entropy", "a - y", "ch. 3 eq. 63, 66",
-          torch.sigmoid, sigmoid_ce_cost, sigmoid_ce_delta),
-    _pair("softmax_nll", "softmax", "log_likelihood", "a - y", "ch. 3 eq. 78, 80, 81, 84",
-          softmax, softmax_nll_cost, softmax_nll_delta),
-    _pair("linear_mse", "linear", "quadratic", "z - y", "ch. 3 eq. 68",
-          lambda z: z, linear_mse_cost, linear_mse_delta),
+    _pair("sigmoid_ce", "a - y", "ch. 3 eq. 63, 66", torch.sigmoid, sigmoid_ce_cost, sigmoid_ce_delta),
+    _pair("softmax_nll", "a - y", "ch. 3 eq. 78, 80, 81, 84", softmax, softmax_nll_cost, softmax_nll_delta),
+    _pair("linear_mse", "z - y", "ch. 3 eq. 68", lambda z: z, linear_mse_cost, linear_mse_delta),
 ]}
 
 

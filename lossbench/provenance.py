@@ -1,4 +1,4 @@
-"""Where and how a result was made: the command, the hardware, the versions, the wall time, the host's load.
+"""Where and how a result was made: the command, the code, the hardware, the versions, the wall time, the host's load.
 
     python -c "from lossbench import provenance; print(provenance.hardware('cpu'))"
 
@@ -14,10 +14,36 @@ import math
 import os
 import platform
 import shlex
+import subprocess
 import time
 from pathlib import Path
 
-from lossbench import atomic
+from lossbench import __version__, atomic
+
+CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root, when lossbench runs from a git checkout
+CODE = ("lossbench", "conf", "experiments")  # what makes a result: the package and its configs, not results/ or docs/
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+
+
+def code_version() -> str:
+    """The code that makes a result: the commit of the git checkout lossbench runs from, with
+    "+dirty" when its code has uncommitted changes; else (a wheel, no git) the package's version.
+
+    Results of two training cores can agree statistically but not bit for bit, so a result names
+    its commit. A sweep asks before it trains: a commit made while it runs did not make it.
+    """
+    try:
+        top, commit = git("rev-parse", "--show-toplevel", "--short", "HEAD").splitlines()
+        if Path(top).resolve() == CHECKOUT:  # not an installed copy inside some other repository's venv
+            changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
+            return commit + "+dirty" * bool(changed.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):  # no git, not a checkout, no commit yet
+        pass
+    return f"lossbench {__version__}"
 
 
 def hardware(device) -> str:
@@ -36,23 +62,27 @@ def hardware(device) -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: float):
-    """Record how `directory` was made: the command, hardware, versions, and the wall time.
+def write_run_info(directory: Path, argv: list[str], device: str, wall_time_s: float, code: str):
+    """Record how `directory` was made: the command, the code (a code_version() taken before the
+    run), hardware, versions, and the wall time.
 
-    A resumed sweep adds its time to the time already recorded there.
+    A resumed sweep adds its time to the time already recorded there, and its code version to the
+    versions there if it differs (a directory written before code_version existed has none).
     """
     import torch
 
     path = Path(directory) / "run_info.json"
-    before = json.loads(path.read_text()).get("wall_time_s", 0.0) if path.exists() else 0.0
+    before = json.loads(path.read_text()) if path.exists() else {}
+    versions = [v for v in before.get("code_version", "").split(", ") if v]
     info = {
         "command": shlex.join(["python", "-m", "lossbench", *argv]),
+        "code_version": ", ".join(dict.fromkeys([*versions, code])),
         "hardware": hardware(device),
         "device": device,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(before + wall_time_s, 1),
+        "wall_time_s": round(before.get("wall_time_s", 0.0) + wall_time_s, 1),
     }
     atomic.atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
 

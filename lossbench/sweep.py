@@ -46,6 +46,14 @@ from lossbench.sweep_cli import resume_override
 WARNED_LINES = 10  # damaged lines named one by one; a file damaged throughout gets a count beyond
 
 
+def duration_text(seconds: float) -> str:
+    """An expected time as the sweep prints it: minutes from 90 s, else seconds; a tiny sweep's
+    0.3 s is "under 1 s", not "about 0 s"."""
+    if seconds >= 90:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds:.0f} s" if seconds >= 1 else "under 1 s"
+
+
 class Progress:
     """The sweep's bar, in model-epochs, moved within an epoch whenever the ensemble reports its
     steps (every few hundred), and the expected time, printed once, after the first steps. Those
@@ -89,8 +97,7 @@ class Progress:
             measured += f", evaluation {self.evaluation_s_per_model * self.models:.2f} s per epoch"
         else:
             measured += "; evaluation not counted"
-        duration = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-        tqdm.write(f"expected time: about {duration} for the {left} model-epochs left ({measured}); "
+        tqdm.write(f"expected time: {duration_text(seconds)} for the {left} model-epochs left ({measured}); "
                    "the bar's ETA follows the actual rate", file=sys.stderr)
 
 
@@ -256,7 +263,7 @@ def summary_text(out: Path, cfg: DictConfig) -> str:
 
 
 def sweep(cfg: DictConfig, out: Path) -> None:
-    started = time.perf_counter()
+    started, code = time.perf_counter(), provenance.code_version()  # before training: a later commit did not make it
     config.validate(cfg)
     device = resolve_device(cfg.device.value).type  # cpu or cuda: as runs.csv and run_info.json name it
     data = load_split(cfg.data.name, cfg.data.root, cfg.data.train_size, cfg.data.val_size,
@@ -269,5 +276,5 @@ def sweep(cfg: DictConfig, out: Path) -> None:
         # how this directory was made; a job of a multirun is recorded as the single sweep it is
         where = os.path.relpath(out) if out.resolve().is_relative_to(Path.cwd()) else out
         command = ["sweep", *HydraConfig.get().overrides.task, f"hydra.run.dir={where}"]
-        provenance.write_run_info(out, command, device, time.perf_counter() - started)
+        provenance.write_run_info(out, command, device, time.perf_counter() - started, code)
     print(summary_text(out, cfg))

@@ -29,7 +29,7 @@ from lossbench import comparisons, grid, literature, plots, report, statistics, 
 from lossbench.claims import claims_table
 from lossbench.config import EXPERIMENTS_DIR
 from lossbench.errors import UserError
-from lossbench.pairs import PAIRS
+from lossbench.choices import PAIR_PARTS
 from lossbench.results import load
 
 START = "<!-- lossbench verdict: start (python -m lossbench verdict results/verdict) -->"
@@ -63,7 +63,7 @@ class Setting:
     @property
     def complete(self) -> bool:
         # every pair, since a setting answers which of them to use (784-100-10 has one sweep per pair)
-        return self.expected > 0 and self.finished >= self.expected and set(PAIRS) <= self.planned
+        return self.expected > 0 and self.finished >= self.expected and set(PAIR_PARTS) <= self.planned
 
     @property
     def status(self) -> str:
@@ -71,7 +71,7 @@ class Setting:
             return "missing"
         if self.complete:
             return "complete"
-        unplanned = [pair for pair in PAIRS if pair not in self.planned]
+        unplanned = [pair for pair in PAIR_PARTS if pair not in self.planned]
         return (f"unfinished: {self.finished} of {self.expected} runs"
                 + (f", no sweep yet for {', '.join(unplanned)}" if unplanned else ""))
 
@@ -156,7 +156,7 @@ def verdict_table(settings: list[Setting]) -> str:
             columns[f"[{setting.label(group_id)}]({setting.name}/){mark}"] = setting.frames[group_id]["profiles"]
     if not columns:
         return "No setting has finished runs yet."
-    frame = pd.DataFrame({"pair": list(PAIRS)} | {header: [cell(profiles, pair) for pair in PAIRS]
+    frame = pd.DataFrame({"pair": list(PAIR_PARTS)} | {header: [cell(profiles, pair) for pair in PAIR_PARTS]
                                                    for header, profiles in columns.items()})
     return frame.to_markdown(index=False)
 
@@ -192,7 +192,7 @@ def verdict_text(settings: list[Setting]) -> list[str]:
     columns = complete_columns(settings)
     if not columns:
         return ["No setting is complete yet, so there is no verdict; the table shows what has finished."]
-    firsts = {pair: [name for name, frames in columns if pair in leaders(frames["profiles"])] for pair in PAIRS}
+    firsts = {pair: [name for name, frames in columns if pair in leaders(frames["profiles"])] for pair in PAIR_PARTS}
     by_rank = pd.concat([frames["profiles"].set_index("pair")[["rank_val_selected", "val_selected_mean"]]
                          for _, frames in columns]).groupby(level=0).mean()
     by_rank = by_rank.sort_values(["rank_val_selected", "val_selected_mean"], ascending=[True, False])
@@ -220,12 +220,12 @@ def listing(items: list[str]) -> str:
 def changes_text(columns: list[tuple[str, dict]]) -> str:
     """Per pair, its first places over the complete settings (rank 1 on val-selected accuracy, alone or tied with
     another rank 1); then the settings grouped by their first-ranked pairs, in the page's order. Pairs are ordered
-    by first places, then by those alone, then as in PAIRS; built from lists and dicts only, so that no set's order
+    by first places, then by those alone, then as in PAIR_PARTS; built from lists and dicts only, so that no set's order
     (string hashing changes it from process to process) shows."""
     firsts = {name: sorted(leaders(frames["profiles"])) for name, frames in columns}
-    places = {pair: [name for name in firsts if pair in firsts[name]] for pair in PAIRS}
-    alone = {pair: [name for name in places[pair] if len(firsts[name]) == 1] for pair in PAIRS}
-    order = sorted(PAIRS, key=lambda pair: (-len(places[pair]), -len(alone[pair]), list(PAIRS).index(pair)))
+    places = {pair: [name for name in firsts if pair in firsts[name]] for pair in PAIR_PARTS}
+    alone = {pair: [name for name in places[pair] if len(firsts[name]) == 1] for pair in PAIR_PARTS}
+    order = sorted(PAIR_PARTS, key=lambda pair: (-len(places[pair]), -len(alone[pair]), list(PAIR_PARTS).index(pair)))
     counts = [f"{pair} {len(places[pair])}" + (f" ({first_places(len(alone[pair]), len(places[pair]))})"
                                                 if places[pair] else "") for pair in order]
     settings = "the 1 complete setting" if len(columns) == 1 else f"the {len(columns)} complete settings"

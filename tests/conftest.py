@@ -10,6 +10,7 @@ import shutil
 import sys
 import types
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from scipy import stats
 
 from lossbench import cli
+from lossbench.choices import PAIR_PARTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -45,22 +47,35 @@ def _decoded_data_cache(tmp_path_factory):
     yield
 
 
+@contextmanager
+def _logging_kept():
+    """Hydra configures logging for its job; give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def logging_kept():
+    """For a fixture wider than a test that runs lossbench in-process: `with logging_kept(): cli.main(...)`."""
+    return _logging_kept
+
+
 @pytest.fixture
 def run_cli(capsys, tmp_path, monkeypatch):
     """`python -m lossbench ARGS` in-process, in an empty working directory: (status, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # Hydra configures logging; give pytest's back
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with _logging_kept():
+        yield run
 
 
 # --- the benchmark's data: MNIST's shape, a few hundred examples --------------------------------------------------
@@ -121,10 +136,6 @@ def fake_torchvision(monkeypatch):
 # --- hand-made sweep directories: runs.csv and epochs.csv with known answers ----------------------------------------
 RUN_CONFIG = dict(sizes="784-30-10", init="large", batch_size=10, epochs=3, l2=0.0, dataset="mnist",
               train_size=1000, dtype="float32")
-PAIR_PARTS = {"sigmoid_mse": ("sigmoid", "quadratic"), "sigmoid_ce": ("sigmoid", "cross_entropy"),
-              "softmax_nll": ("softmax", "log_likelihood"), "linear_mse": ("linear", "quadratic")}
-
-
 def _make_run(pair, lr, seed, test, val=None, diverged_at=0, out_grad=0.2, hidden_grad=0.05, **config):
     """(runs.csv row, epochs.csv rows) of one run; `test`/`val`: accuracies of epochs 1..E.
 

@@ -15,6 +15,17 @@ def test_cli_reports_nonexistent_directory(tmp_path, capsys):
     assert f"error: {tmp_path / 'nowhere'}: no such directory" in capsys.readouterr().err
 
 
+def test_cli_given_a_file_names_it_and_asks_for_a_sweep_directory(make_run, write_sweep, tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "sweep", [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95])])
+    (tmp_path / "notes.txt").write_text("a file beside the sweep\n")
+    for given, meant in [(sweep / "runs.csv", f": here {sweep}."), (tmp_path / "notes.txt", "sweep directories.")]:
+        assert cli.main(["analyze", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {given}: a file, not a directory; pass a sweep output directory "
+                              "(holding runs.csv and epochs.csv)") and err.rstrip().endswith(meant), err
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["epochs.csv", "notes.txt", "runs.csv", "sweep"]
+
+
 def test_cli_writes_tables_and_plots(make_run, write_sweep, tmp_path, capsys):
     runs = [make_run(pair, lr, seed, [0.6 + shift, 0.9 + shift, 0.93 + shift + seed / 200])
             for pair, grid in [("sigmoid_mse", [1.0, 3.0]), ("sigmoid_ce", [0.5, 1.0]), ("softmax_nll", [0.5])]

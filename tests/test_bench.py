@@ -96,7 +96,13 @@ def test_bad_input_is_a_user_error(argv, message, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without CUDA")
 def test_cuda_without_cuda_is_a_user_error(tmp_path, capsys):
     assert cli.main(["bench", "--devices", "cuda", "--out", str(tmp_path)]) == 2
-    assert "sees no CUDA device" in capsys.readouterr().err
+    assert "--devices cuda, but torch" in capsys.readouterr().err
+
+
+def test_devices_are_resolved_once_each_as_the_sweep_resolves_them(tmp_path):
+    auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert bench.parse_args(["--devices", "auto", "cpu", "--out", str(tmp_path)]).devices == list(
+        dict.fromkeys([auto, torch.device("cpu")]))
 
 
 def test_full_needs_mnist(small_data, tmp_path):

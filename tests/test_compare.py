@@ -47,6 +47,16 @@ def test_compare_runs_reports_the_run_that_differs_by_lr(run_cli, tmp_path, two_
     assert per_run["identical"].sum() == 7 and per_run["max_diff_test_acc"].max() == pytest.approx(0.037)
 
 
+def test_compare_runs_says_where_and_by_which_code_each_sweep_ran(run_cli, tmp_path, two_sweeps):
+    a, b = two_sweeps(tmp_path)
+    (a / "run_info.json").write_text('{"hardware": "Intel Xeon, 2 cores"}')  # written before code_version existed
+    (b / "run_info.json").write_text('{"hardware": "AMD EPYC, 2 cores", "code_version": "abc1234+dirty"}')
+    code, stdout, _ = run_cli("compare-runs", str(a), str(b))
+    assert code == 0
+    assert "ran on Intel Xeon, 2 cores; cpu, torch 2.13.0\n" in stdout
+    assert "ran on AMD EPYC, 2 cores; cpu, torch 2.13.0; code abc1234+dirty\n" in stdout
+
+
 @pytest.mark.parametrize("problem", ["no run shared", "same directory", "not a sweep"])
 def test_compare_runs_refuses_what_is_not_comparable(make_run, write_sweep, run_cli, tmp_path, problem, two_sweeps):
     a, _ = two_sweeps(tmp_path)

@@ -160,11 +160,11 @@ def test_train_size_val_size_and_dtype(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    (dict(train_size=21, val_size=10), r"train_size=21 is out of range: .* from 1 to 20"),  # would overlap val
-    (dict(train_size=0, val_size=10), r"train_size=0 is out of range"),
-    (dict(val_size=30), r"val_size=30 is out of range: .* from 1 to 29"),
-    (dict(val_size=0), r"val_size=0 is out of range"),
-    (dict(val_size=2.5), r"val_size=2.5 is out of range"),
+    (dict(train_size=21, val_size=10), r"data\.train_size=21 is out of range: .* from 1 to 20"),  # would overlap val
+    (dict(train_size=0, val_size=10), r"data\.train_size=0 is out of range"),
+    (dict(val_size=30), r"data\.val_size=30 is out of range: .* from 1 to 29"),
+    (dict(val_size=0), r"data\.val_size=0 is out of range"),
+    (dict(val_size=2.5), r"data\.val_size=2.5 is out of range"),
     (dict(name="svhn"), r"unknown data set 'svhn'; choose one of: mnist, fashion_mnist"),
     (dict(dtype=torch.int64), r"dtype=torch.int64 is not a floating-point torch dtype"),
     (dict(device="gpu"), r"device='gpu' is not a device"),

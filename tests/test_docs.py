@@ -4,7 +4,11 @@
 """
 
 import importlib.util
+import json
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,12 @@ from lossbench import bench, config, statistics
 from lossbench.results import columns
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+PAGES = "\n".join(page.read_text() for page in sorted(DOCS.glob("*.md")))
+# What the pages name of tests/: files (a glob where a page says tests/test_studies_*.py), test
+# functions in backticks, and commands that select tests by keyword: pytest tests/FILE.py -k "EXPR"
+TEST_FILES = sorted(set(re.findall(r"tests/test_[\w*]+\.py", PAGES)))
+TEST_NAMES = sorted(set(re.findall(r"`(test_\w+)`", PAGES)))
+KEYWORD_COMMANDS = sorted(set(re.findall(r"pytest (tests/\S+\.py) -k (\"[^\"]+\"|[^\s`]+)", PAGES)))
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +112,38 @@ def test_markers_become_tables_and_unknown_ones_are_errors(gen):
 def test_the_levels_table_gives_each_data_sets_levels(gen):
     table = gen.accuracy_levels()
     assert row_of(table, "learned").endswith("| 90% | 80% |") and row_of(table, "high").endswith("| 97% | 87% |")
+
+
+def test_the_extras_table_lists_every_extra_of_pyproject():
+    extras = tomllib.loads((DOCS.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    index = (DOCS / "index.md").read_text()
+    for extra in extras:
+        assert f"| `{extra}` |" in index, extra
+
+
+@pytest.mark.parametrize("pattern", TEST_FILES)
+def test_each_test_file_the_docs_name_exists(pattern):
+    assert list(DOCS.parent.glob(pattern)), pattern
+
+
+def test_each_test_function_the_docs_name_exists():
+    """A backticked test_... is a test function of tests/ or a column (test_acc, test_saturated)."""
+    tests = {name for path in (DOCS.parent / "tests").glob("test_*.py")
+             for name in re.findall(r"^\s*def (test_\w+)", path.read_text(), re.M)}
+    assert len(TEST_NAMES) >= 5 and set(TEST_NAMES) - tests <= set(columns.BASE_METRICS)
+
+
+@pytest.mark.slow
+def test_each_keyword_command_of_the_docs_selects_tests():
+    """pytest itself decides what -k selects: one child collects for every command (pytest.main
+    again and again, its imports paid once; a child for each of the 12 took 106 s under load)."""
+    assert len(KEYWORD_COMMANDS) >= 10  # the fault record's commands are found
+    commands = [[path, "-k", keywords.strip('"')] for path, keywords in KEYWORD_COMMANDS]
+    child = ("import json, sys, pytest\n"
+             "codes = [int(pytest.main(['--collect-only', '-qq', '-p', 'no:cacheprovider', *args]))"
+             " for args in json.loads(sys.argv[1])]\n"
+             "print(json.dumps(codes))")
+    done = subprocess.run([sys.executable, "-c", child, json.dumps(commands)], cwd=DOCS.parent,
+                          capture_output=True, text=True, timeout=600)
+    codes = json.loads(done.stdout.splitlines()[-1])  # 0: tests collected; 5: none selected
+    assert dict(zip(map(" ".join, commands), codes)) == {" ".join(args): 0 for args in commands}

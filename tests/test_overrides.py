@@ -33,6 +33,15 @@ HINTS = {  # name -> (overrides, what the one paragraph must say)
                                                        "you mean model=book_h30 or model=book_h100?"),
     "study close to a known one": (["+experiment=nielsen_ch3"], "did you mean experiment=nielsen_ch3_h30"),
     "wrong type": (["optim.epochs=abc"], "optim.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer."),
+    # the override named is the one that holds the bad value, not the first one given
+    "wrong type in a list": (["data.train_size=200", "sweep.lrs=[fast]"], "error: sweep.lrs=[fast]: Value 'fast' of "
+                                                                          "type 'str' could not be converted to Float."),
+    "sizes as one word in a list": (["data.train_size=200", "model.sizes=[784-30-10]"],
+                                    "error: model.sizes=[784-30-10]: Value '784-30-10' of type 'str' could not be "
+                                    "converted to Integer; a list needs commas: write model.sizes=[784,30,10]."),
+    "sizes as one word": (["model.sizes=784x30x10"], "model.sizes is a list; write model.sizes=[784,30,10]."),
+    "lr list under another key": (["sweep.lr=[0.5]"], "unknown config key sweep.lr; learning rates are one list for "
+                                                     "the whole sweep, the key sweep.lrs: write sweep.lrs=[0.5]."),
     "unreadable override": (["sweep.lrs=[0.5"], "cannot read the override sweep.lrs=[0.5: no viable alternative"),
 }
 

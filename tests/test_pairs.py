@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lossbench.choices import PAIR_PARTS
 from lossbench.errors import UserError
 from lossbench.gradcheck import REFERENCE_COSTS, TOLERANCES, autograd_delta, sample_inputs
 from lossbench.pairs import PAIRS, get_pair, softplus
@@ -34,6 +35,7 @@ def test_registry_matches_the_contract():
         "linear_mse": ("linear", "quadratic"),
     }
     assert all(p.equations and p.delta_formula for p in PAIRS.values())
+    assert list(PAIRS) == list(PAIR_PARTS)  # the torch-free names (choices.py) are the pairs there are, in order
 
 
 def test_get_pair_names_the_bad_value_and_the_choices():

@@ -38,7 +38,7 @@ def test_sweep_row_from_hand_made_runs(make_run, write_sweep, tmp_path):
     study = write_sweep(tmp_path / "nielsen_ch1_h30", [make_run("sigmoid_mse", 3.0, seed, [0.9, peak, peak - 0.01])
                                                       for seed, peak in enumerate([0.95, 0.952, 0.956, 0.96])])
     (study / "config.yaml").write_text("study:\n  name: nielsen_ch1_h30\n  chapter: 1\n  book_test_acc: [0.9542]\n")
-    provenance.write_run_info(study, ["sweep", "+experiment=nielsen_ch1_h30"], "cpu", 12.0)
+    provenance.write_run_info(study, ["sweep", "+experiment=nielsen_ch1_h30"], "cpu", 12.0, "abc1234")
     row = report.study_row(study)
     assert row["book's number"] == "95.42%"
     mean, sd, n, diverged = numbers(row["ours: mean ± std (n)"])

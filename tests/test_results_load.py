@@ -53,3 +53,11 @@ def test_missing_epochs_csv_bad_status_and_nonnumeric_column(make_run, write_swe
     (tmp_path / "epochs.csv").unlink()
     with pytest.raises(UserError, match="epochs.csv: missing"):
         load.load_results([tmp_path])
+
+
+def test_an_activation_or_cost_not_of_the_rows_pair_is_refused(make_run, write_sweep, tmp_path):
+    write_sweep(tmp_path, [make_run("sigmoid_ce", 0.5, 0, [0.9, 0.95, 0.95])])
+    runs_csv = tmp_path / "runs.csv"
+    runs_csv.write_text(runs_csv.read_text().replace(",cross_entropy,", ",quadratic,"))
+    with pytest.raises(UserError, match="activation sigmoid and cost quadratic are not pair sigmoid_ce's"):
+        load.load_results([tmp_path])

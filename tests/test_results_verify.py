@@ -17,10 +17,8 @@ docs/reliability.md lists the cases and what happens in each. The damage tests n
 
 import csv
 import io
-import logging
 import re
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,30 +37,8 @@ RUN_ON_LINE = {2: "sigmoid_ce_lr0.5_s0", 3: "softmax_nll_lr0.5_s0", 4: "sigmoid_
                5: "softmax_nll_lr0.5_s1"}
 
 
-@contextmanager
-def logging_kept():
-    """Hydra configures logging for its job; give pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-def lossbench(capsys):
-    """Run `python -m lossbench ARGS` in-process: (exit status, stdout, stderr)."""
-    def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    with logging_kept():
-        yield run
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(tmp_path_factory, logging_kept) -> Path:
     out = tmp_path_factory.mktemp("reference") / "sweep"
     with logging_kept():
         assert cli.main(["sweep", *GRID, f"hydra.run.dir={out}"]) == 0
@@ -205,7 +181,8 @@ CSV_CASES = {
                                      "repair", "stop", "run_id sigmoid_ce_lr0.5_s9_[0-9a-f]{8} does not name its row's "
                                                        "pair, lr and seed", 2),
     "runs.csv: garbled setting": Case("runs.csv", set_cell(2, "l2", "0.5"), "repair", "stop",
-                                      r"its settings \(.*l2 0.5.*\) do not give the hash in its run_id", 2),
+                                      r"its settings \(.*l2 0.5.*\) with config.yaml's data\.val_size 500 do not "
+                                      "give the hash in its run_id", 2),
     "runs.csv: non-numeric value": Case("runs.csv", set_cell(4, "lr", "#VALUE!"), "repair", "stop",
                                         r"column lr holds non-numeric values \('#VALUE!'\)", 4),
     "runs.csv: duplicated row": Case("runs.csv", copy_line(2), "harmless", "harmless"),
@@ -318,9 +295,9 @@ def message(case: Case, path: Path, line: int | None) -> str:
     return re.escape(str(named) if line is None else f"line {line} of {named}") + ": " + case.problem
 
 
-def check_analyze(lossbench, case: Case, directory: Path, reference: Path, expected: str) -> None:
+def check_analyze(run_cli, case: Case, directory: Path, reference: Path, expected: str) -> None:
     before = snapshot(directory)
-    code, out, err = lossbench("analyze", str(directory), "--no-plots", "--out", str(directory.parent / "analysis"))
+    code, out, err = run_cli("analyze", str(directory), "--no-plots", "--out", str(directory.parent / "analysis"))
     assert "Traceback" not in out + err
     assert snapshot(directory) == before  # analyze only reads
     if case.analyze == "stop":
@@ -336,9 +313,9 @@ def check_analyze(lossbench, case: Case, directory: Path, reference: Path, expec
                                       check_exact=True)
 
 
-def check_sweep(lossbench, case: Case, directory: Path, reference: Path, path: Path, expected: str) -> None:
+def check_sweep(run_cli, case: Case, directory: Path, reference: Path, path: Path, expected: str) -> None:
     before = snapshot(directory)
-    code, out, err = lossbench("sweep", *GRID, f"hydra.run.dir={directory}")
+    code, out, err = run_cli("sweep", *GRID, f"hydra.run.dir={directory}")
     assert "Traceback" not in out + err
     if case.sweep == "stop":
         assert code == 2 and re.search("^error: " + expected, err, re.MULTILINE), err
@@ -356,35 +333,35 @@ def check_sweep(lossbench, case: Case, directory: Path, reference: Path, path: P
         assert f"4 runs ({4 - case.retrained} already finished)" in out
         assert not list(directory.glob("*.damaged-2"))
     assert_same_numbers(directory, reference)  # no damaged row left, none twice, the numbers exact
-    assert lossbench("analyze", str(directory), "--no-plots", "--out", str(directory.parent / "after"))[0] == 0
+    assert run_cli("analyze", str(directory), "--no-plots", "--out", str(directory.parent / "after"))[0] == 0
 
 
 @pytest.mark.mnist
 @pytest.mark.parametrize("name", list(CSV_CASES))
-def test_a_damaged_csv_is_read_as_meant_repaired_or_refused(tmp_path, reference, lossbench, name):
+def test_a_damaged_csv_is_read_as_meant_repaired_or_refused(tmp_path, reference, run_cli, name):
     case = CSV_CASES[name]
     directory = tmp_path / "sweep"
     path = damage_copy(reference, directory, case)
     expected = message(case, path, case.line)
-    check_analyze(lossbench, case, directory, reference, expected)
-    check_sweep(lossbench, case, directory, reference, path, expected)
+    check_analyze(run_cli, case, directory, reference, expected)
+    check_sweep(run_cli, case, directory, reference, path, expected)
 
 
 @pytest.mark.mnist
 @pytest.mark.parametrize("name", list(CONFIG_CASES))
-def test_a_damaged_config_is_read_as_meant_or_refused(tmp_path, reference, lossbench, name):
+def test_a_damaged_config_is_read_as_meant_or_refused(tmp_path, reference, run_cli, name):
     case = CONFIG_CASES[name]
     directory = tmp_path / "sweep"
     line = CONFIG_LINES.get(name, lambda text: None)((reference / "config.yaml").read_text())
     path = damage_copy(reference, directory, case)
     expected = message(case, path, line)
-    check_analyze(lossbench, case, directory, reference, expected)
-    check_sweep(lossbench, case, directory, reference, path, expected)
+    check_analyze(run_cli, case, directory, reference, expected)
+    check_sweep(run_cli, case, directory, reference, path, expected)
 
 
 @pytest.mark.mnist
 @pytest.mark.parametrize("damage", [directory_instead, read_only])
-def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(tmp_path, reference, lossbench,
+def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(tmp_path, reference, run_cli,
                                                                                  monkeypatch, damage):
     """(Damaged checkpoint bytes are tests/test_sweep.py's: never used, the ensemble restarts.)"""
     out = tmp_path / "sweep"
@@ -396,11 +373,11 @@ def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(
 
     with monkeypatch.context() as patch:
         patch.setattr(write, "save_checkpoint", save_then_interrupt)
-        assert lossbench("sweep", *GRID, f"hydra.run.dir={out}")[0] == 130
+        assert run_cli("sweep", *GRID, f"hydra.run.dir={out}")[0] == 130
     checkpoint = out / "checkpoints" / "seeds_0.pt"
     damage(checkpoint)
     before = snapshot(out)
-    code, stdout, err = lossbench("sweep", *GRID, f"hydra.run.dir={out}")
+    code, stdout, err = run_cli("sweep", *GRID, f"hydra.run.dir={out}")
     problem = "a directory, where the sweep keeps a file" if damage is directory_instead else READ_ONLY
     assert code == 2 and re.search(f"^error: {re.escape(str(checkpoint))}: {problem}", err, re.MULTILINE), err
     assert "Traceback" not in stdout + err and snapshot(out) == before  # nothing trained, nothing written
@@ -409,7 +386,7 @@ def test_a_checkpoint_replaced_by_a_directory_or_made_read_only_stops_the_sweep(
         shutil.rmtree(checkpoint)
     else:
         checkpoint.chmod(0o644)
-    assert lossbench("sweep", *GRID, f"hydra.run.dir={out}")[0] == 0
+    assert run_cli("sweep", *GRID, f"hydra.run.dir={out}")[0] == 0
     assert_same_numbers(out, reference)
 
 

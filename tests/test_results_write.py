@@ -36,8 +36,7 @@ def test_write_rows_replaces_rows_by_run_id_and_keeps_written_text(tmp_path):
     write.write_rows(path, pd.DataFrame({"run_id": ["b"], "acc": [0.25], "diverged_epoch": pd.array([4], "Int64")}))
     # ints stay ints, empties stay empty: old rows are copied as text, never re-parsed
     assert path.read_text() == "run_id,acc,diverged_epoch\na,0.1,\nc,0.3,\nb,0.25,4\n"
-    assert write.finished_run_ids(tmp_path) == {"a", "b", "c"}
-    assert write.finished_run_ids(tmp_path / "nowhere") == set()
+    assert write.read_text(tmp_path / "nowhere.csv") is None
 
 
 def test_write_rows_drops_exact_copies_of_a_row(tmp_path):

@@ -10,6 +10,7 @@ kill tests run it as a subprocess, as a user does.
 """
 
 import errno
+import json
 import os
 import random
 import re
@@ -24,7 +25,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from lossbench import statistics, sweep
+from lossbench import provenance, statistics, sweep
 from lossbench.results import columns, load, write
 
 pytestmark = pytest.mark.mnist
@@ -101,6 +102,12 @@ def written(out: Path) -> tuple:
     return tuple(state)
 
 
+def runs_listed(out: Path) -> int:
+    """How many runs the sweep in `out` has written to runs.csv so far (each write is whole: atomic)."""
+    rows = write.read_text(out / "runs.csv")
+    return 0 if rows is None else len(rows)
+
+
 def start_until_written(args: list[str], out: Path, writes: int = 1) -> subprocess.Popen:
     """Start the sweep; return once it has written `writes` times (checkpoints, rows), or has ended."""
     seen = written(out)
@@ -139,8 +146,8 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
         proc.kill()
         errs.append(proc.communicate()[1])
         assert proc.returncode == -signal.SIGKILL
-        print(f"kill {kill + 1}: {len(write.finished_run_ids(cut))} runs finished, files {[w[0] for w in written(cut)]}")
-    assert len(write.finished_run_ids(cut)) < 8  # the kills fell before the end
+        print(f"kill {kill + 1}: {runs_listed(cut)} runs finished, files {[w[0] for w in written(cut)]}")
+    assert runs_listed(cut) < 8  # the kills fell before the end
     assert any("from its checkpoint after epoch" in err for err in errs)  # some run resumed an ensemble
 
     # Ctrl-C once it writes again: a clean stop with the resume override
@@ -251,6 +258,16 @@ def test_other_config_into_the_same_directory_is_refused(tmp_path, run_cli):
     assert before == {p.name: p.read_bytes() for p in out.iterdir()}  # .lock is gone again too
 
 
+def test_run_info_names_the_code_of_each_session(tmp_path, run_cli, monkeypatch):
+    versions = iter(["abc1234", "def5678+dirty"])  # the code as each session found it; one call per session
+    monkeypatch.setattr(provenance, "code_version", lambda: next(versions))
+    out = tmp_path / "sweep"
+    assert run_cli("sweep", *TINY, f"hydra.run.dir={out}")[0] == 0
+    assert json.loads((out / "run_info.json").read_text())["code_version"] == "abc1234"
+    assert run_cli("sweep", *TINY, f"hydra.run.dir={out}")[0] == 0  # a resume, by other code
+    assert json.loads((out / "run_info.json").read_text())["code_version"] == "abc1234, def5678+dirty"
+
+
 def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, run_cli):
     out = tmp_path / "sweep"
     out.mkdir()
@@ -278,9 +295,17 @@ def test_the_bar_moves_within_an_epoch_and_the_expected_time_is_printed_once(cap
         progress.steps_done(1)
         assert progress.bar.n == 213
     err = capsys.readouterr().err
-    assert err.count("expected time: about") == 1
+    assert err.count("expected time: ") == 1
     assert re.search(r"for the 304 model-epochs left \(\S+ model-epochs/s over the first 500 steps, "
                      r"evaluation 1.60 s per epoch\)", err)
+
+
+@pytest.mark.parametrize("rate,expected", [(1000.0, "under 1 s"), (1.0, "about 10 s"), (0.1, "about 2 min")])
+def test_the_expected_time_is_true_for_tiny_sweeps_too(capsys, rate, expected):
+    with sweep.Progress(total=10, done=0) as progress:  # 10 model-epochs at `rate` model-epochs/s
+        progress.begin_epoch(models=10, steps=100)
+        progress.print_estimate(rate, step=100)
+    assert f"expected time: {expected} for the 10 model-epochs left" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("experiment,overrides,title", [
@@ -300,7 +325,7 @@ def test_the_summary_is_titled_with_the_study_only_for_a_named_study(monkeypatch
 def test_the_end_summary_says_what_plus_minus_means_and_matches_analyze(tmp_path, run_cli):
     out = tmp_path / "sweep"
     code, stdout, stderr = run_cli("sweep", *TINY, "sweep.seeds=3", f"hydra.run.dir={out}")
-    assert code == 0 and "expected time: about" in stderr
+    assert code == 0 and "expected time: " in stderr
     assert "this sweep: per pair," in stdout
     assert "mean over its non-diverged seeds ± the half-width of the 95% t-interval, as `analyze` prints it" in stdout
     row = statistics.summarize(*load.read_sweep(out)).iloc[0]

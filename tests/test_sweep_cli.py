@@ -30,7 +30,8 @@ BAD_INPUT = {  # name -> (overrides, what the message must say)
                                               "pair=sigmoid_ce or pair=sigmoid_mse? its options: all, linear_mse"),
     "negative lr": (["sweep.lrs=[-0.5]"], "learning rate -0.5 in sweep.lrs is not a finite positive number"),
     "infinite lr": (["sweep.lrs=[inf]"], "learning rate inf in sweep.lrs is not a finite positive number"),
-    "lr not a number": (["sweep.lrs=[fast]"], "Value 'fast' of type 'str' could not be converted to Float"),
+    "lr not a number": (["sweep.lrs=[fast]"], "error: sweep.lrs=[fast]: Value 'fast' of type 'str' could not be "
+                                              "converted to Float"),
     "no seeds": (["sweep.seeds=0"], "sweep.seeds=0 asks for no runs"),
     "zero batch": (["optim.batch_size=0"], "optim.batch_size=0"),
     "batch above training set": (["optim.batch_size=101"], "optim.batch_size=101 is larger than the training set (100 examples)"),

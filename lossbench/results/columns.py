@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lossbench.pairs import PAIRS
+from lossbench.choices import PAIR_PARTS, Init
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,11 @@ FRACTION = Cell(low=0.0, high=1.0, empty=True)  # an accuracy or a share of unit
 MEASURE = Cell(low=0.0, empty=True)  # a cost or a gradient norm; empty at epoch 0 and once diverged
 EPOCH = Cell(whole=True, low=1, empty=True)  # an epoch 1..E; empty where there is none
 RUN_CELLS = {
-    "run_id": TEXT, "pair": Cell(number=False, choices=tuple(sorted(PAIRS))), "activation": TEXT, "cost": TEXT,
+    "run_id": TEXT, "pair": Cell(number=False, choices=tuple(sorted(PAIR_PARTS))), "activation": TEXT, "cost": TEXT,
     "lr": Cell(low=0.0, above=True), "seed": Cell(whole=True, low=0),
     "sizes": Cell(number=False, pattern=r"[0-9]+(-[0-9]+)+"),
-    "init": Cell(number=False, choices=("default", "large")), "batch_size": Cell(whole=True, low=1),
+    "init": Cell(number=False, choices=tuple(sorted(init.value for init in Init))),
+    "batch_size": Cell(whole=True, low=1),
     "epochs": Cell(whole=True, low=1), "l2": Cell(low=0.0), "dataset": TEXT,
     "train_size": Cell(whole=True, low=1, empty=True),  # empty in hand-made CSVs; a sweep writes it
     "status": Cell(number=False, choices=("diverged", "ok")), "diverged_epoch": EPOCH,

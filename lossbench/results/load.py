@@ -26,6 +26,10 @@ EPOCHS_COLUMNS = ["run_id", "epoch", "val_acc", "test_acc", "test_saturated", "g
 
 def find_sweeps(directory: Path) -> list[Path]:
     """The directories at or below `directory` that hold a runs.csv."""
+    if directory.is_file():  # a sweep's own runs.csv, say: the directory holding it is what was meant
+        meant = f": here {directory.parent}" if directory.name in ("runs.csv", "epochs.csv") else ""
+        raise UserError(f"{directory}: a file, not a directory; pass a sweep output directory (holding runs.csv "
+                        f"and epochs.csv) or a directory above sweep directories{meant}.")
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory; pass sweep output directories "
                         "(each holding runs.csv and epochs.csv, or subdirectories that do).")

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lossbench.atomic import DamagedFile, atomic_write, refuse_directory, require_replaceable
-from lossbench.pairs import PAIRS
+from lossbench.choices import PAIR_PARTS
 from lossbench.results.columns import (RUN_CELLS, RUN_COLUMNS, SETTINGS, Cell, epoch_cells, run_hash, run_id,
                                        run_outcomes)
 
@@ -293,12 +293,11 @@ def run_problems(runs: pd.DataFrame, epochs: pd.DataFrame, val_size: int | None)
             return "" if pd.isna(r["train_size"]) else run_hash(
                 {key: kind(r[key]) for key, kind in SETTINGS.items()}, val_size)
         _note(problems, pd.Series({at: settings_hash(r) != r["run_id"][-8:] for at, r in row.items()}),
-              lambda at: f"its settings ({', '.join(f'{key} {row[at][key]}' for key in SETTINGS)}) do not "
-                         f"give the hash in its run_id")
+              lambda at: f"its settings ({', '.join(f'{key} {row[at][key]}' for key in SETTINGS)}) with "
+                         f"config.yaml's data.val_size {val_size} do not give the hash in its run_id")
     if {"activation", "cost"} <= set(runs.columns):
-        pairs = runs["pair"].map(PAIRS)
-        _note(problems, (runs["activation"] != pairs.map(lambda p: p.activation)) |
-              (runs["cost"] != pairs.map(lambda p: p.cost)),
+        parts = pd.DataFrame(runs["pair"].map(PAIR_PARTS).tolist(), index=runs.index, columns=["activation", "cost"])
+        _note(problems, (runs[["activation", "cost"]] != parts).any(axis=1),
               lambda at: f"activation {row[at]['activation']} and cost {row[at]['cost']} are not pair "
                          f"{row[at]['pair']}'s")
     diverged_at = runs["diverged_epoch"] if "diverged_epoch" in runs else pd.Series(np.nan, index=runs.index)

@@ -58,12 +58,6 @@ def write_rows(path: Path, rows: pd.DataFrame) -> None:
     atomic_write(path, new.to_csv(index=False).encode())
 
 
-def finished_run_ids(directory: Path) -> set[str]:
-    """The run ids that runs.csv lists, as written (verify_sweep tells which runs are finished)."""
-    runs = read_text(directory / "runs.csv")
-    return set() if runs is None else set(runs["run_id"])
-
-
 # --- config.yaml -------------------------------------------------------------
 def schema_defaults() -> dict:
     """The config keys that the schema gives a default, flattened: {"sweep.ensemble_size": 160, ...}."""

@@ -114,9 +114,9 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         raise UserError(f"cannot create the output directory {out} ({err.strerror}).") from None
     OmegaConf.save(OmegaConf.structured(cfg), out / "settings.yaml")
-    started = time.perf_counter()
+    started, code = time.perf_counter(), provenance.code_version()
     claims = study.run(cfg, out, data_root=args.data_root)
-    provenance.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started)
+    provenance.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started, code)
     if claims:  # hidden_saturation's claim is the verdict's to decide, from its CSV
         table = claims_frame(claims)
         table.to_csv(out / "claims.csv", index=False)
