@@ -46,6 +46,11 @@ def code_version() -> str:
     return f"lossbench {__version__}"
 
 
+def recorded_code_version(info: dict) -> str:
+    """The code_version of a run_info.json (a dict); files written before it was recorded have none."""
+    return info.get("code_version", "not recorded")
+
+
 def hardware(device) -> str:
     """The GPU's name, or the CPU's model and core count, for `device` (a name or a torch.device):
     what a reader needs to compare timings."""

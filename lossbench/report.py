@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import plots, statistics, tables
+from lossbench import plots, provenance, statistics, tables
 from lossbench.errors import UserError
 from lossbench.results import load
 
@@ -31,7 +31,7 @@ DISTRIBUTION = "seed_distribution.png"  # per sweep study: every run a mark, the
 BOOK_LEVELS = statistics.LEVELS["mnist"]  # the book's studies are MNIST's: a run peaking below 90% is stuck
 STUCK_COLUMN = f"runs peaking below {BOOK_LEVELS.learned:.0%}"
 TABLE_COLUMNS = ["study", "book (ch.)", "book's number", "ours: mean ± std (n)", "median", "book's percentile",
-           "ours, best of 3 runs", "final / val-selected", STUCK_COLUMN, "command", "hardware", "torch", "wall time"]
+           "ours, best of 3 runs", "final / val-selected", STUCK_COLUMN, "command", "hardware", "torch", "code", "wall time"]
 
 
 def pct(value: float) -> str:
@@ -106,6 +106,7 @@ def study_row(directory: Path) -> dict:
         "command": f"`{info['command']}`",
         "hardware": info["hardware"],
         "torch": info["torch"],
+        "code": provenance.recorded_code_version(info),
         "wall time": f"{info['wall_time_s']:.0f} s",
     }
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench import comparisons, grid, literature, plots, report, statistics, tables
+from lossbench import comparisons, grid, literature, plots, provenance, report, statistics, tables
 from lossbench.claims import claims_table
 from lossbench.config import EXPERIMENTS_DIR
 from lossbench.errors import UserError
@@ -172,6 +172,7 @@ def settings_table(settings: list[Setting]) -> str:
                      "command": "<br>".join(f"`{info['command']}`" for info in infos) or "-",
                      "hardware": ", ".join(sorted({info["hardware"] for info in infos})) or "-",
                      "torch": ", ".join(sorted({info["torch"] for info in infos})) or "-",
+                     "code": ", ".join(sorted({provenance.recorded_code_version(info) for info in infos})) or "-",
                      "wall time": f"{sum(info['wall_time_s'] for info in infos):.0f} s" if infos else "-"})
     return pd.DataFrame(rows).to_markdown(index=False)
 

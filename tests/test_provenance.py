@@ -41,6 +41,12 @@ def test_a_resume_by_other_code_adds_its_version_and_an_old_run_info_without_one
     assert read_info(tmp_path)["code_version"] == "abc1234, def5678"
 
 
+def test_tables_name_the_recorded_code_or_say_it_was_not_recorded(tmp_path):
+    assert provenance.recorded_code_version({"command": "x"}) == "not recorded"  # a run_info.json from before it
+    provenance.write_run_info(tmp_path, ["sweep"], "cpu", 1.0, "abc1234+dirty")
+    assert provenance.recorded_code_version(read_info(tmp_path)) == "abc1234+dirty"
+
+
 # --- code_version: the commit of a checkout, else the package's version -------------------------------------------
 def git(directory, *args):
     return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True).stdout.strip()

@@ -49,7 +49,7 @@ def test_sweep_row_from_hand_made_runs(make_run, write_sweep, tmp_path):
     assert best_mean == pytest.approx(95.90, abs=0.006)
     assert row["runs peaking below 90%"] == "0 of 4"
     assert row["command"] == "`python -m lossbench sweep +experiment=nielsen_ch1_h30`"
-    assert row["wall time"] == "12 s" and "cores" in row["hardware"]
+    assert row["wall time"] == "12 s" and "cores" in row["hardware"] and row["code"] == "abc1234"
 
 
 def test_missing_markers_or_studies_are_clear_errors(tmp_path):

@@ -38,6 +38,7 @@ def test_table_cells_are_recomputed_from_the_runs(paired, t_interval, verdict_be
         mean, half = t_interval(selected(verdict_peaks[pair, lr]))
         assert row[pair] == f"{100 * mean:.2f} ± {100 * half:.2f} (rank {ranks[pair]}, η={lr:g})"
     assert "[mnist_default](mnist_default/) (unfinished: 10 of 24 runs)" in readme
+    assert re.search(r"\| torch +\| code +\| wall time +\|", readme)  # which code made each setting
     assert "wrote" in capsys.readouterr().out
 
 
