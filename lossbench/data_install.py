@@ -3,7 +3,7 @@
     python -m lossbench data install ../shared/data/mnist
 
 The default location is $XDG_DATA_HOME/lossbench/mnist (~/.local/share/lossbench/mnist), where
-lossbench/data.py reads MNIST when neither data.root nor LOSSBENCH_DATA is set. Nothing is
+lossbench/data_files.py looks for MNIST when neither data.root nor LOSSBENCH_DATA is set. Nothing is
 installed unless all four files decode (the data layer's checks) and match MNIST's published
 md5; an earlier installation is replaced only then, in one rename.
 """
