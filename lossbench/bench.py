@@ -45,7 +45,6 @@ from lossbench import config, peers
 from lossbench.data import N_CLASSES
 from lossbench.denormals import flushed_share, time_flush_modes
 from lossbench.devices import resolve_device
-from lossbench.ensemble import GRAPH_STEPS
 from lossbench.errors import UserError
 from lossbench.provenance import cpu_seconds, hardware, other_cpu
 from lossbench.timing import (EPOCH_EXAMPLES, EPOCH_STEPS, N_INPUTS, PEAK_N, PEERS, Settings, Timing, bench_data,
@@ -225,37 +224,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lossbench bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=300, help="timed mini-batches per model and window, lossbench rows")
-    p.add_argument("--baseline-steps", type=int, default=200, help="the same for the plain loop and NumPy rows")
-    p.add_argument("--warmup", type=int, default=20, help="untimed mini-batches before the timing "
-                   f"(with CUDA graphs: one graph of {GRAPH_STEPS} steps, and windows are whole graphs)")
-    p.add_argument("--repeat", type=int, default=2, help="timed windows per row; the fastest counts")
-    p.add_argument("--shapes", nargs="+", default=["784-30-10", "784-100-10"], help="layer sizes, 784-...-10")
-    p.add_argument("--models", nargs="+", type=int, default=[1, 10, 160], help="ensemble sizes")
-    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda", "auto"],
-                   default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
-                   help="cuda: when torch sees one; auto: cuda if it does, else cpu")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                   help="cpu threads (torch.set_num_threads); on a busy machine 1 thread suffers far less")
-    p.add_argument("--data", choices=["auto", "mnist", "synthetic"], default="auto",
-                   help="auto: MNIST (--data-root, else LOSSBENCH_DATA, else where `data install` puts it) "
-                        "when it loads, else synthetic")
-    p.add_argument("--data-root", default=None, help="directory of the MNIST IDX files")
-    p.add_argument("--denormal-steps", type=int, default=2000,
-                   help="cpu: train the sweep's ensembles (first shape) this many steps, then time them in each "
-                        "flush mode (0: skip)")
-    p.add_argument("--peers", nargs="*", choices=list(PEERS), default=list(PEERS),
-                   help="peer rows: the sweep's runs through torch.func and JAX (jax: with the optional extra "
-                        "`bench`, pip install 'lossbench[bench]'); --peers alone: none")
-    p.add_argument("--full", action="store_true",
-                   help="also run the whole default sweep (30 epochs, with evaluation) per shape and device")
-    p.add_argument("--sweep-overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="Hydra overrides of the sweep: for --full and for the 'sweep' layout (e.g. sweep.seeds=20)")
-    p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="directory for bench.csv")
-    args = p.parse_args(argv)
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The options bench_cli parsed, checked (UserError), with the defaults torch decides filled in."""
+    if args.devices is None:
+        args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    if args.threads is None:
+        args.threads = torch.get_num_threads()
     for name in ("steps", "baseline_steps", "repeat", "threads"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)}: give a count >= 1.")
@@ -273,8 +247,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Measure and print what the options of lossbench/bench_cli.py's parser ask for; the exit status."""
+    args = checked(args)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

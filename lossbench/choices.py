@@ -1,5 +1,5 @@
 """The choices of a run's settings that the config schema and the trainer both know: the initialization, the
-engine, and the pairs' names.
+engine (and its CUDA graphs' length), and the pairs' names; and bench's peers.
 
     python -c "from lossbench.choices import Engine, Init; print([i.value for i in Init], [e.value for e in Engine])"
 
@@ -20,8 +20,16 @@ class Init(Enum):
 class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
     auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
     triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
-    graphs = "graphs"  # the steps replayed from CUDA graphs
+    graphs = "graphs"  # the steps replayed from CUDA graphs of GRAPH_STEPS steps
     eager = "eager"  # on the CPU, windows of steps in threads; on CUDA, one step at a time
+
+
+GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
+
+
+class Peer(Enum):  # bench's peer rows: another library's route to the sweep's ensembles (lossbench/peers.py)
+    torch_func = "torch_func"  # stack_module_state + vmap(grad), eager (peers.TorchFunc)
+    jax = "jax"  # jit of a lax.scan of vmap(grad) (peers.Jax); the optional extra `bench`
 
 
 # pair -> (output activation, cost), as runs.csv names them; lossbench.pairs builds each pair's math on these

@@ -16,8 +16,8 @@ from lossbench.errors import UserError
 COMMANDS = {
     "sweep": ("lossbench.sweep_cli", "train (pair x learning rate x seed) grids as batched ensembles; Hydra overrides"),
     "analyze": ("lossbench.analysis", "summary tables with confidence intervals and plots from sweep CSVs"),
-    "gradcheck": ("lossbench.gradcheck", "check every pair's hand-derived delta and the literature's claims"),
-    "bench": ("lossbench.bench", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
+    "gradcheck": ("lossbench.gradcheck_cli", "check every pair's hand-derived delta and the literature's claims"),
+    "bench": ("lossbench.bench_cli", "measure model-epochs per second: plain PyTorch, NumPy, lossbench"),
     "report": ("lossbench.report", "rebuild results/README.md's book-vs-ours table from the committed CSVs"),
     "verdict": ("lossbench.verdict", "the verdict across settings: results/verdict/README.md and claims.csv from the CSVs"),
     "study": ("lossbench.studies.command", "run a study that is not a sweep: toy_neuron (ch. 3), nielsen_ch5_gradients, hidden_saturation"),

@@ -59,7 +59,7 @@ class DType(Enum):
 @dataclass
 class DataConfig:
     name: str = MISSING
-    root: Optional[str] = None  # None: env LOSSBENCH_DATA, else the default location (lossbench/data.py)
+    root: Optional[str] = None  # None: env LOSSBENCH_DATA, else the default location (lossbench/data_files.py)
     train_size: Optional[int] = None  # None: all that val_size leaves (50,000 for MNIST)
     val_size: int = MISSING
 

@@ -7,14 +7,9 @@ them, and returns the split of the book's mnist_loader.py (ch. 1; validation use
 the first 50,000 training images for training, the last 10,000 for validation,
 the 10,000 test images for test. Pixels are uint8 / 255 in [0, 1], labels int64.
 
-The directory: `root` (the sweep's `data.root`); else, for MNIST, the
-environment variable LOSSBENCH_DATA, else the default location
-$XDG_DATA_HOME/lossbench/mnist (~/.local/share/lossbench/mnist), where
-`python -m lossbench data install DIR_OR_URL` puts the files, checked
-(lossbench/data_install.py); for
-Fashion-MNIST, where Debian's package dataset-fashion-mnist installs it
-(LOSSBENCH_DATA points at MNIST). Missing files are downloaded into it by
-torchvision when that imports and the network works.
+The directory, and finding (or downloading) the files in it, are
+lossbench/data_files.py's: `root` (the sweep's `data.root`), else LOSSBENCH_DATA for
+MNIST, else the default location where `python -m lossbench data install` puts them.
 
 The decoded uint8 tensors are cached in the process and on disk (in
 LOSSBENCH_CACHE, default ~/.cache/lossbench), keyed by each source file's path,
@@ -38,34 +33,15 @@ from pathlib import Path
 import torch
 
 from lossbench.atomic import atomic_write
+from lossbench.data_files import DATASETS, FILES, data_dir, source_files
 from lossbench.devices import resolve_device
 from lossbench.errors import UserError
 
 Tensor = torch.Tensor
 
-# role -> the file name every MNIST mirror, torchvision and Debian use
-FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
-DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 REPLACE_HINT = "replace it with a complete copy"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    title: str  # for messages
-    torchvision_class: str  # the torchvision.datasets class; it downloads into ROOT/<class>/raw
-
-
-DATASETS = {
-    "mnist": Dataset("MNIST", "MNIST"),
-    "fashion_mnist": Dataset("Fashion-MNIST", "FashionMNIST"),
-}
 
 
 @dataclass
@@ -94,11 +70,11 @@ def load_split(name: str = "mnist", root: str | os.PathLike | None = None, train
     device = resolve_device(device)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UserError(f"dtype={dtype!r} is not a floating-point torch dtype; use e.g. torch.float32 or torch.float64.")
-    data_dir, origin = _data_dir(name, root)
-    files = _source_files(name, data_dir, origin)
+    directory, origin = data_dir(name, root)
+    files = source_files(name, directory, origin)
     # path + size + mtime: a file replaced or rewritten since it was decoded misses both caches
     sources = tuple((role, str(path), st.st_size, st.st_mtime_ns) for role, path in files.items() for st in [path.stat()])
-    decoded = _decoded(name, data_dir, sources)
+    decoded = _decoded(name, directory, sources)
     n = len(decoded["train_images"])
     train, val = _split_ranges(n, train_size, val_size)
 
@@ -187,93 +163,6 @@ def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice,
                         f"images of the {n}-image training file, which must come before the validation block (its "
                         f"last data.val_size={val_size}), so it must be an integer from 1 to {limit}.")
     return slice(0, train_size), slice(limit, n)
-
-
-def default_dir(name: str) -> Path:
-    """Where `data install` puts data set `name`, and where MNIST is read from when neither
-    data.root nor LOSSBENCH_DATA is set: $XDG_DATA_HOME/lossbench/NAME, by default
-    ~/.local/share/lossbench/NAME (data, not a cache: it cannot always be fetched again)."""
-    return absolute(Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share") / "lossbench" / name)
-
-
-def absolute(path: str | os.PathLike) -> Path:
-    """`path` with ~ expanded, made absolute from the working directory: what errors show."""
-    return Path(os.path.abspath(Path(path).expanduser()))
-
-
-def _data_dir(name: str, root: str | os.PathLike | None) -> tuple[Path, str]:
-    """The directory to read data set `name` from, and where that choice came from (for messages)."""
-    if root not in (None, ""):
-        return absolute(root), "data.root"
-    if name != "mnist":
-        return Path(DEBIAN_FASHION_DIR), "Debian's location, used when no root is given"
-    if os.environ.get("LOSSBENCH_DATA"):
-        return absolute(os.environ["LOSSBENCH_DATA"]), "from LOSSBENCH_DATA"
-    return default_dir(name), "the default location: neither data.root nor LOSSBENCH_DATA is set"
-
-
-def find_files(name: str, root: Path) -> dict[str, Path | None]:
-    """Each role's file: raw before .gz (no gunzip), in root, then where torchvision downloads to."""
-    places = (root, root / DATASETS[name].torchvision_class / "raw")
-    return {role: next((path for place in places for path in (place / base, place / f"{base}.gz") if path.is_file()),
-                       None)
-            for role, base in FILES.items()}
-
-
-def _source_files(name: str, root: Path, origin: str) -> dict[str, Path]:
-    files = find_files(name, root)
-    if None in files.values():
-        download_note = download(name, root)
-        files = find_files(name, root)
-        problem = missing_files_problem(name, root, files)
-        if problem:
-            raise UserError(f"{DATASETS[name].title} data directory {root} ({origin}) {problem}; "
-                            f"{download_note}. {_how_to_provide(name)}")
-    return files
-
-
-def missing_files_problem(name: str, root: Path, files: dict[str, Path | None]) -> str | None:
-    """What keeps `root` from being data set `name`'s directory (files: what _find found), or None."""
-    missing = [FILES[role] for role, path in files.items() if path is None]
-    if not missing:
-        return None
-    if not root.exists():
-        return "does not exist"
-    if not root.is_dir():
-        return "is not a directory"
-    return (f"lacks {', '.join(missing)} (looked for each raw and as .gz, also in "
-            f"{root / DATASETS[name].torchvision_class / 'raw'})")
-
-
-def download(name: str, root: Path) -> str:
-    """Try torchvision's downloader into root; say what happened, for the error message if files are still missing."""
-    try:
-        import torchvision.datasets
-    except Exception as err:  # a torchvision built for another torch fails on import with all kinds of errors
-        return f"no download was tried: torchvision cannot be imported ({type(err).__name__}: {err})"
-    try:
-        getattr(torchvision.datasets, DATASETS[name].torchvision_class)(str(root), download=True)
-    except Exception as err:  # offline, unwritable root, server gone: all mean "provide the files yourself"
-        return f"downloading them there with torchvision failed ({type(err).__name__}: {err})"
-    return "torchvision's download did not produce them"
-
-
-def _how_to_provide(name: str) -> str:
-    dataset = DATASETS[name]
-    ways = []
-    if name == "mnist":
-        ways.append(f"`python -m lossbench data install DIR_OR_URL` copies them from a directory DIR (or "
-                    f"downloads them from a mirror URL), checks them and puts them in {default_dir(name)}, "
-                    "where every command looks when neither data.root nor LOSSBENCH_DATA is set")
-    env = "set LOSSBENCH_DATA=DIR or " if name == "mnist" else ""
-    ways += [f"{env}pass data.root=DIR to the sweep (root=DIR to load_split) for a directory DIR that holds them",
-             "on a machine with network access, `pip install lossbench[download]` (torchvision) and lossbench "
-             "downloads them into DIR"]
-    if name == "fashion_mnist":
-        ways.append(f"`apt-get install dataset-fashion-mnist` (Debian) puts them in {DEBIAN_FASHION_DIR}, "
-                    f"the directory used when no root is given")
-    return (f"lossbench reads {dataset.title} from the four standard IDX files, each raw or gzipped (.gz): "
-            f"{', '.join(FILES.values())}. To provide them: " + "; or ".join(ways) + ".")
 
 
 @lru_cache(maxsize=4)

@@ -3,7 +3,7 @@
     python -m lossbench data install ../shared/data/mnist
 
 The default location is $XDG_DATA_HOME/lossbench/mnist (~/.local/share/lossbench/mnist), where
-lossbench/data.py reads MNIST when neither data.root nor LOSSBENCH_DATA is set. Nothing is
+lossbench/data_files.py looks for MNIST when neither data.root nor LOSSBENCH_DATA is set. Nothing is
 installed unless all four files decode (the data layer's checks) and match MNIST's published
 md5; an earlier installation is replaced only then, in one rename.
 """
@@ -14,8 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lossbench.data import (FILES, absolute, decode, default_dir, download, find_files, missing_files_problem,
-                            read_idx_bytes)
+from lossbench.data_files import FILES, absolute, default_dir, download, find_files, missing_files_problem
 from lossbench.errors import UserError
 
 # md5 of each uncompressed MNIST file, as published (the shared copy's README lists them; its
@@ -107,6 +106,7 @@ def _download_from(url: str, into: Path) -> str:
 
 def _checked(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
     """Each role's shape, once all four files decode (the data layer's checks) and match MNIST_MD5."""
+    from lossbench.data import decode, read_idx_bytes  # torch: here, so that `data --help` imports none
     decoded = decode(files)
     for role, path in files.items():
         digest = hashlib.md5(read_idx_bytes(path)).hexdigest()

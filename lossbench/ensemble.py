@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from lossbench.choices import Engine, Init
+from lossbench.choices import GRAPH_STEPS, Engine, Init
 from lossbench.errors import UserError
 from lossbench.ensemble_core import Core, Shard
 from lossbench.pairs import PAIRS
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 torch.set_flush_denormal(True)
 
 WINDOW = 16  # CPU: steps whose first-layer work is blocked together (_window)
-GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly
 
 
 @dataclass(frozen=True)

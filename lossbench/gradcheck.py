@@ -15,7 +15,6 @@ Then each claim in CLAIMS prints what it measures and whether it holds; a claim
 that does not hold is a finding and leaves the exit status alone.
 """
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable
 
@@ -253,19 +252,12 @@ def claim_lines(number: int, claim: Claim) -> list[str]:
             f"    verdict:  {verdict}"]
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lossbench gradcheck",
-        description="Check each pair's hand-derived delta against autograd through PyTorch's own ops, "
-                    "central finite differences and torch.autograd.gradcheck, then measure the "
-                    "literature's claims. Exit status 1 if any pair fails (claims never change it).")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                        help="where the pairs are checked (default: auto, cuda when available)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
-    args = parser.parse_args(argv)
-    device = resolve_device(args.device, option="--device")
+def run(device_name: str, seed: int) -> int:
+    """Check the pairs on device `device_name` (cpu, cuda, auto) from random inputs of `seed`, print the
+    table and the claims; the exit status (lossbench/gradcheck_cli.py parses the command line)."""
+    device = resolve_device(device_name, option="--device")
 
-    rows = pd.DataFrame([check_pair(pair, dtype, device, args.seed)
+    rows = pd.DataFrame([check_pair(pair, dtype, device, seed)
                          for pair in PAIRS.values() for dtype in (torch.float32, torch.float64)])
     print(f"Pairs on {device}, z of shape {list(SHAPE)} with saturated entries (|z| 10 to 30):")
     print(rows.to_string(index=False, float_format=lambda v: f"{v:.1e}"))

@@ -28,8 +28,9 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lossbench import grid, peers, reference
+from lossbench.choices import GRAPH_STEPS, Peer
 from lossbench.data import N_CLASSES, Split, load_split
-from lossbench.ensemble import GRAPH_STEPS, Ensemble, RunSpec, TrainConfig, choose_engine, init_params
+from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine, init_params
 from lossbench.errors import UserError
 
 EPOCH_EXAMPLES = 50_000  # the book's training set: a model-epoch is 50,000 examples
@@ -189,7 +190,7 @@ def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
     return ["eager", "graphs", "triton"]
 
 
-PEERS = {"torch_func": peers.TorchFunc, "jax": peers.Jax}
+PEERS = {Peer.torch_func.value: peers.TorchFunc, Peer.jax.value: peers.Jax}  # bench --peers chooses by name
 
 
 def time_peer(peer: str, groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Split, s: Settings,

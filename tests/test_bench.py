@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lossbench import bench, cli, timing
+from lossbench import bench, bench_cli, cli, timing
+from lossbench.choices import Peer
 from lossbench.errors import UserError
 
 POSITIVE = ["models", "steps", "seconds", "model_epochs_per_s", "gflops", "peak_share", "eval_s_per_epoch",
@@ -15,9 +16,10 @@ POSITIVE = ["models", "steps", "seconds", "model_epochs_per_s", "gflops", "peak_
 
 
 def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_path, capsys):
-    status = bench.main(["--data", "synthetic", "--steps", "2", "--baseline-steps", "2", "--warmup", "1",
-                         "--repeat", "2", "--shapes", "784-3-10", "--models", "1", "16", "160",
-                         "--denormal-steps", "0", "--devices", "cpu", "--peers", "torch_func", "--out", str(tmp_path)])
+    status = bench_cli.main(["--data", "synthetic", "--steps", "2", "--baseline-steps", "2", "--warmup", "1",
+                             "--repeat", "2", "--shapes", "784-3-10", "--models", "1", "16", "160",
+                             "--denormal-steps", "0", "--devices", "cpu", "--peers", "torch_func", "--out",
+                             str(tmp_path)])
     assert status == 0
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert list(frame.columns) == bench.BENCH_COLUMNS
@@ -47,9 +49,9 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
 
 
 def test_targets_are_shown_for_the_160_model_rows(small_data, tmp_path, capsys):
-    bench.main(["--data", "synthetic", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--shapes",
-                "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--peers",
-                "--out", str(tmp_path)])
+    bench_cli.main(["--data", "synthetic", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--shapes",
+                    "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--peers",
+                    "--out", str(tmp_path)])
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert frame.loc[frame.method.str.startswith("lossbench"), "target"].tolist() == [20.0] * 4
     assert frame.loc[~frame.method.str.startswith("lossbench"), "target"].isna().all()
@@ -76,9 +78,14 @@ def test_issue_13_targets_are_checked_on_the_sweep_layout_against_the_faster_pee
         "issue 13, 784-100-10, the sweep's layout: training at 44.0% of peak (target 45%): NOT met"]
 
 
+def checked(argv: list[str]):
+    """The options as bench.run uses them: parsed by bench_cli, then checked and completed by bench."""
+    return bench.checked(bench_cli.parser().parse_args(argv))
+
+
 def test_without_jax_the_jax_row_is_skipped_with_a_note(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(bench.peers, "jax_available", lambda: False)
-    assert bench.parse_args(["--out", str(tmp_path)]).peers == ["torch_func"]
+    assert checked(["--out", str(tmp_path)]).peers == ["torch_func"]
     assert "pip install 'lossbench[bench]'" in capsys.readouterr().err
 
 
@@ -90,7 +97,7 @@ def test_without_jax_the_jax_row_is_skipped_with_a_note(monkeypatch, tmp_path, c
 ])
 def test_bad_input_is_a_user_error(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
-        bench.main(argv + ["--out", str(tmp_path)])
+        bench_cli.main(argv + ["--out", str(tmp_path)])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without CUDA")
@@ -101,13 +108,30 @@ def test_cuda_without_cuda_is_a_user_error(tmp_path, capsys):
 
 def test_devices_are_resolved_once_each_as_the_sweep_resolves_them(tmp_path):
     auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert bench.parse_args(["--devices", "auto", "cpu", "--out", str(tmp_path)]).devices == list(
+    assert checked(["--devices", "auto", "cpu", "--out", str(tmp_path)]).devices == list(
         dict.fromkeys([auto, torch.device("cpu")]))
+
+
+def test_the_defaults_torch_decides_are_filled_in_after_parsing(tmp_path):
+    """--devices and --threads default to what torch sees, found only once parsed (`bench --help` needs no torch)."""
+    args = checked(["--out", str(tmp_path)])
+    assert args.devices == [torch.device("cpu")] + [torch.device("cuda")] * torch.cuda.is_available()
+    assert args.threads == torch.get_num_threads()
+    assert checked(["--threads", "1", "--out", str(tmp_path)]).threads == 1
+
+
+def test_help_states_every_default_once():
+    """argparse's default after each option's help, except where the help says it (those torch decides)."""
+    text = " ".join(bench_cli.parser().format_help().split())
+    assert "(default: 300)" in text and "(default: ['torch_func', 'jax'])" in text
+    assert "(default: cpu, and cuda when torch sees one) --threads" in text
+    assert "(default: torch's, torch.get_num_threads()) --data" in text
+    assert list(timing.PEERS) == [peer.value for peer in Peer]  # --peers' choices are the peers timed
 
 
 def test_full_needs_mnist(small_data, tmp_path):
     with pytest.raises(UserError, match="--full"):
-        bench.main(["--data", "synthetic", "--full", "--out", str(tmp_path)])
+        bench_cli.main(["--data", "synthetic", "--full", "--out", str(tmp_path)])
 
 
 def test_sweep_overrides_set_the_sweep_layout_and_bad_ones_are_user_errors():
@@ -123,9 +147,9 @@ def test_sweep_overrides_set_the_sweep_layout_and_bad_ones_are_user_errors():
 @pytest.mark.mnist
 def test_full_times_a_real_sweep_end_to_end(tmp_path, capsys):
     overrides = ["optim.epochs=1", "data.train_size=100", "sweep.seeds=1", "sweep.lrs=[0.5]"]
-    assert bench.main(["--data", "mnist", "--full", "--sweep-overrides", *overrides, "--shapes", "784-3-10",
-                       "--models", "1", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--repeat", "1",
-                       "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)]) == 0
+    assert bench_cli.main(["--data", "mnist", "--full", "--sweep-overrides", *overrides, "--shapes", "784-3-10",
+                           "--models", "1", "--steps", "1", "--baseline-steps", "1", "--warmup", "0", "--repeat", "1",
+                           "--denormal-steps", "0", "--devices", "cpu", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "bench.csv")
     full = frame[frame.method == "lossbench_sweep"].iloc[0]
     assert (full.models, full.steps, full.layout) == (4, 10, "sweep: 1 ensemble of 4 pairs x 1 seed x 1 lr, 1 epochs")

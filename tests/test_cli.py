@@ -32,15 +32,7 @@ def test_help_prints_without_importing_torch(args):
         assert "compare-runs" in done.stdout and "data " in done.stdout
 
 
-# The commands whose module still imports torch as it loads (issue 17 asks --help of every command without it):
-# verdict through verdict.py's `from lossbench.pairs import PAIRS` (it needs only the names: choices.PAIR_PARTS);
-# the others import torch themselves or through lossbench.data or the study modules.
-TORCH_AT_HELP = {"study", "data", "gradcheck", "bench"}
-
-
-@pytest.mark.parametrize("command", [
-    pytest.param(name, marks=pytest.mark.xfail(name in TORCH_AT_HELP, reason="imports torch as it loads", strict=True))
-    for name in COMMANDS if name != "sweep"])  # sweep: above
+@pytest.mark.parametrize("command", [name for name in COMMANDS if name != "sweep"])  # sweep: above
 def test_every_commands_help_prints_without_importing_torch(command):
     code = (f"import sys; from lossbench import cli\ntry: cli.main([{command!r}, '--help'])\n"
             "except SystemExit as done: print(done.code, 'torch' in sys.modules)")

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from lossbench import data
-from lossbench.data import DEBIAN_FASHION_DIR, FILES, load_split, read_idx
+from lossbench.data import load_split, read_idx
+from lossbench.data_files import DEBIAN_FASHION_DIR, FILES
 from lossbench.errors import UserError
 
 MNIST_DIR = Path(os.environ.get("LOSSBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from lossbench import data_install
-from lossbench.data import FILES, load_split
+from lossbench.data import load_split
+from lossbench.data_files import FILES
 from lossbench.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

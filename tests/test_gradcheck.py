@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 
 
 def test_prints_a_passing_row_per_pair_and_dtype_and_exits_0(capsys):
-    assert gradcheck.main(["--device", "cpu"]) == 0
+    assert gradcheck.run("cpu", seed=0) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in PAIRS]
     assert sorted((row[0], row[1]) for row in rows) == sorted(
@@ -48,7 +48,7 @@ def test_a_wrong_delta_fails_its_row_and_the_exit_status(monkeypatch, capsys):
     row = check_pair(wrong, torch.float64, CPU)
     assert row["verdict"] == "FAIL" and row["vs autograd"] > 0.1 and row["gradcheck"] == "pass"
     monkeypatch.setitem(gradcheck.PAIRS, "sigmoid_mse", wrong)
-    assert gradcheck.main(["--device", "cpu"]) == 1
+    assert gradcheck.run("cpu", seed=0) == 1
     assert "FAIL: sigmoid_mse" in capsys.readouterr().out
 
 
@@ -98,5 +98,5 @@ def test_the_claims_figures():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_pair_passes_on_cuda(capsys):
-    assert gradcheck.main(["--device", "cuda"]) == 0
+    assert gradcheck.run("cuda", seed=0) == 0
     assert "Pairs on cuda" in capsys.readouterr().out

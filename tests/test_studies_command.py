@@ -7,7 +7,7 @@ import pytest
 
 from lossbench import cli
 from lossbench.errors import UserError
-from lossbench.studies.command import STUDIES, main, study_settings
+from lossbench.studies.command import STUDIES, main, study_module, study_settings
 from lossbench.studies.nielsen_ch5_gradients import GradientSettings
 from lossbench.studies.toy_neuron import ToyNeuronSettings
 
@@ -15,7 +15,7 @@ from lossbench.studies.toy_neuron import ToyNeuronSettings
 def test_every_study_has_valid_settings_that_the_sweep_skips():
     from lossbench.config import sweep_studies
     for name, study in STUDIES.items():
-        assert study_settings(name, study.settings).command == "study"
+        assert study_settings(name, getattr(study_module(name), study.settings)).command == "study"
         assert name not in sweep_studies()
     assert study_settings("nielsen_ch5_gradients", GradientSettings).seeds == 100
 

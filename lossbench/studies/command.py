@@ -10,10 +10,11 @@ criterion; `report` reads `holds`).
 """
 
 import argparse
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
 
 import pandas as pd
 import yaml
@@ -24,23 +25,26 @@ from lossbench import provenance
 from lossbench.claims import Claim, measurement_text
 from lossbench.config import EXPERIMENTS_DIR
 from lossbench.errors import UserError
-from lossbench.studies import hidden_saturation, nielsen_ch5_gradients, toy_neuron
 
 
 @dataclass(frozen=True)
 class Study:
-    run: Callable[..., list[Claim]]
-    settings: type
+    settings: str  # the name of its settings' schema, a dataclass in its module
     options: tuple[str, ...]  # the optional flags this study takes
 
 
+# name -> the study in lossbench/studies/NAME.py, whose `run(cfg, out, data_root=...)` runs it. The modules import
+# torch, so only the chosen one is imported, once the arguments are parsed (study_module): `study --help` needs none.
 STUDIES = {
-    "toy_neuron": Study(toy_neuron.run, toy_neuron.ToyNeuronSettings, ()),
-    "nielsen_ch5_gradients": Study(nielsen_ch5_gradients.run, nielsen_ch5_gradients.GradientSettings,
-                                   ("seeds", "data_root")),
-    "hidden_saturation": Study(hidden_saturation.run, hidden_saturation.SaturationSettings,
-                               ("seeds", "data_root", "best_lrs_from")),
+    "toy_neuron": Study("ToyNeuronSettings", ()),
+    "nielsen_ch5_gradients": Study("GradientSettings", ("seeds", "data_root")),
+    "hidden_saturation": Study("SaturationSettings", ("seeds", "data_root", "best_lrs_from")),
 }
+
+
+def study_module(name: str) -> ModuleType:
+    """lossbench/studies/NAME.py of study `name` (a key of STUDIES), imported now."""
+    return importlib.import_module(f"lossbench.studies.{name}")
 
 
 def study_settings(name: str, schema: type):
@@ -103,11 +107,12 @@ def main(argv: list[str]) -> int:
         if opt not in study.options:
             raise UserError(f"--{opt.replace('_', '-')} does not apply to study {args.name}; "
                             f"it takes: --out{''.join(' --' + o.replace('_', '-') for o in study.options)}.")
-    cfg = study_settings(args.name, study.settings)
+    module = study_module(args.name)
+    cfg = study_settings(args.name, getattr(module, study.settings))
     if args.seeds is not None:
         cfg.seeds = args.seeds
     if args.best_lrs_from is not None:  # before settings.yaml is written, so that it records the lrs trained
-        cfg.runs = hidden_saturation.runs_at_best_lrs(Path(args.best_lrs_from))
+        cfg.runs = module.runs_at_best_lrs(Path(args.best_lrs_from))
     out = Path(args.out or Path("outputs") / "study" / args.name)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"cannot create the output directory {out} ({err.strerror}).") from None
     OmegaConf.save(OmegaConf.structured(cfg), out / "settings.yaml")
     started, code = time.perf_counter(), provenance.code_version()
-    claims = study.run(cfg, out, data_root=args.data_root)
+    claims = module.run(cfg, out, data_root=args.data_root)
     provenance.write_run_info(out, ["study", *argv], "cpu", time.perf_counter() - started, code)
     if claims:  # hidden_saturation's claim is the verdict's to decide, from its CSV
         table = claims_frame(claims)
