@@ -15,7 +15,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lossbench.statistics import CONFIDENCE, best_runs, group_levels, with_run_stats
 
@@ -43,6 +42,8 @@ def paired_difference(ours: pd.Series, theirs: pd.Series) -> dict:
     """n, mean_diff, ci_low, ci_high, p_value of ours - theirs over the seeds (index) where both have a value."""
     matched = ours.notna() & theirs.notna()
     a, b = ours[matched], theirs[matched]
+    from scipy import stats  # scipy.stats takes ~0.4 s to import: loaded where used, so `--help` stays fast (issue 17)
+
     with warnings.catch_warnings():  # identical differences: scipy warns; the interval is (mean, mean)
         warnings.simplefilter("ignore", RuntimeWarning)
         test = stats.ttest_rel(a, b)

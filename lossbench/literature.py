@@ -22,7 +22,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lossbench import statistics
 from lossbench.claims import Claim
@@ -168,6 +167,8 @@ def golik(setting: str, runs, summary) -> list[Claim]:
     if not {"sigmoid_mse", "sigmoid_ce"} <= set(summary.loc[summary["best_lr"], "pair"]):
         return []
     (mse, n_mse), (ce, n_ce) = failures(runs, summary, "sigmoid_mse"), failures(runs, summary, "sigmoid_ce")
+    from scipy import stats  # scipy.stats takes ~0.4 s to import: loaded where used, so `--help` stays fast (issue 17)
+
     p = stats.fisher_exact([[mse, n_mse - mse], [ce, n_ce - ce]], alternative="greater").pvalue
     figures = {"sigmoid_mse failed": mse, "sigmoid_mse runs": n_mse, "sigmoid_ce failed": ce, "sigmoid_ce runs": n_ce,
                "p (Fisher, one-sided)": p}

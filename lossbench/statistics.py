@@ -18,7 +18,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from lossbench.errors import UserError
 from lossbench.results.columns import SETTINGS
@@ -115,6 +114,8 @@ def ci_halfwidth(values: pd.Series) -> float:
     values = values.dropna()
     if len(values) < 2:
         return np.nan
+    from scipy import stats  # scipy.stats takes ~0.4 s to import: loaded where used, so `--help` stays fast (issue 17)
+
     with warnings.catch_warnings():  # identical values: scipy warns, and the interval is (mean, mean)
         warnings.simplefilter("ignore", RuntimeWarning)
         interval = stats.ttest_1samp(values, popmean=0.0).confidence_interval(CONFIDENCE)
@@ -225,6 +226,8 @@ def seed_distribution(runs: pd.DataFrame, book: float | None = None, metric: str
               "best_of_k_std": np.nan, "best_of_k_book_percentile": np.nan,
               "final_mean": ok["final_test_acc"].mean(), "val_selected_mean": ok["val_selected_test_acc"].mean()}
     if book is not None and len(values):
+        from scipy import stats  # scipy.stats takes ~0.4 s to import: loaded where used, so `--help` stays fast (issue 17)
+
         result["book_percentile"] = stats.percentileofscore(values, book, kind="weak")
     if len(values) >= best_of:
         weights = best_of_weights(len(values), best_of)
@@ -239,4 +242,6 @@ def seed_distribution(runs: pd.DataFrame, book: float | None = None, metric: str
 def best_of_weights(n: int, k: int) -> np.ndarray:
     """P(the i-th smallest of n values is the best of k distinct ones drawn at random): it is the
     maximum of C(i-1, k-1) of the C(n, k) sets of k."""
+    from scipy import special  # scipy's subpackages are slow to import: loaded where used, so `--help` stays fast (issue 17)
+
     return special.comb(np.arange(n), k - 1) / special.comb(n, k)
