@@ -59,8 +59,8 @@ MEANINGS = {
             "numbers (fractions) and the setting in words; printed beside the sweep's summary",
         "device": "`auto` (cuda if available), `cpu`, `cuda`",
         "dtype": "`float32` or `float64`",
-        "engine": "how the steps run: `auto` (triton on cuda where it can, else graphs on cuda, eager on the "
-                  "cpu), `triton`, `graphs`, `eager`; see [GPU](gpu.md)",
+        "engine": "how the steps run: `auto` (c on the cpu, triton on cuda, where they can; else eager on the "
+                  "cpu, graphs on cuda), `c`, `triton`, `graphs`, `eager`; see [GPU](gpu.md)",
     },
     "slurm-keys": {
         "partition": "`--partition`; null: the cluster's default",

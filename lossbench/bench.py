@@ -6,7 +6,9 @@ One run times, on every device present (cpu; cuda when torch sees one):
   plain_pytorch     what users write: nn.Sequential of Linear + Sigmoid, BCEWithLogitsLoss(sum) / B
                     (the sigmoid_ce pair), torch.optim.SGD, batch 10; one model at a time
   numpy_book        the book's per-example algorithm, lossbench.reference.sgd_epoch (float64; cpu only)
-  lossbench_eager   lossbench's Ensemble without CUDA graphs, in windows of steps (its path on the cpu)
+  lossbench_eager   lossbench's Ensemble without CUDA graphs, in windows of steps of torch ops
+  lossbench_c       the same windows with each step's later layers in one call of lossbench/cpu_step.c
+                    (cpu, one hidden layer; its default path there when the C compiler builds it)
   lossbench_graphs  the Ensemble's steps replayed from CUDA graphs (cuda only)
   lossbench_triton  the Ensemble's steps in launches of the fused Triton kernel (cuda only; its default
                     path there, lossbench/triton_train.py)
@@ -49,7 +51,7 @@ from lossbench.errors import UserError
 from lossbench.provenance import cpu_seconds, hardware, other_cpu
 from lossbench.timing import (EPOCH_EXAMPLES, EPOCH_STEPS, N_INPUTS, PEAK_N, PEERS, Settings, Timing, bench_data,
                               engines, fp32_peak_gflops, layouts, on_device, shape_name, sweep_ensembles, sweep_label,
-                              sweep_steps, time_ensembles, time_full_sweep, time_numpy_book, time_peer,
+                              sweep_engine, sweep_steps, time_ensembles, time_full_sweep, time_numpy_book, time_peer,
                               time_plain_pytorch, train_gflop_per_model_epoch)
 
 BUSY = 0.1  # other processes' share of the cpus above which a row's timing is suspect
@@ -168,7 +170,8 @@ def peak_targets(frame: pd.DataFrame) -> str:
     """Issue 13's targets for the sweep's layout on the cpu, met or not: shares of the measured peak
     (training; training with evaluation) and the lead over the faster peer of the same run."""
     lines = []
-    rows = frame[(frame.method == "lossbench_eager") & frame.layout.str.startswith("sweep:")
+    sweep_methods = {shape: f"lossbench_{sweep_engine(parse_shape(shape))}" for shape in frame["shape"].unique()}
+    rows = frame[(frame.method == frame["shape"].map(sweep_methods)) & frame.layout.str.startswith("sweep:")
                  & (frame.trained_steps == 0) & (frame.device == "cpu")]
     for _, row in rows.iterrows():
         shape = row["shape"]
@@ -180,7 +183,7 @@ def peak_targets(frame: pd.DataFrame) -> str:
             fastest = peer_rows.loc[peer_rows.model_epochs_per_s.idxmax()]
             lead = row.model_epochs_per_s / fastest.model_epochs_per_s
             checks.append((f"{lead:.2f}x the faster peer ({fastest.method})", lead, PEER_LEAD, "{:g}x"))
-        lines += [f"issue 13, {shape}, the sweep's layout: {text} (target {fmt.format(target)}): "
+        lines += [f"issue 13, {shape}, the sweep's layout ({row.method}): {text} (target {fmt.format(target)}): "
                   f"{'met' if value >= target else 'NOT met'}" for text, value, target, fmt in checks if target]
     return "\n".join(lines)
 
@@ -287,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     if args.denormal_steps and torch.device("cpu") in devices:
         sizes = args.shapes[0]
         for mode, result in time_flush_modes(sweep, sizes, split, settings, args.denormal_steps).items():
-            table.add("lossbench_eager", sizes, sweep_models, sweep_label(sweep), torch.device("cpu"),
+            table.add(f"lossbench_{sweep_engine(sizes)}", sizes, sweep_models, sweep_label(sweep), torch.device("cpu"),
                       Timing(result["steps"], result["train_s"], result["eval_s"]), trained_steps=args.denormal_steps,
                       flushed=result["flushed"], denormal_share=result["denormal_share"], others=result["other_cpu"])
     if args.full:

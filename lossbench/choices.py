@@ -18,10 +18,11 @@ class Init(Enum):
 
 
 class Engine(Enum):  # how an ensemble's steps run: lossbench.ensemble.choose_engine
-    auto = "auto"  # triton on CUDA when it can train the models, else graphs on CUDA, eager on the CPU
+    auto = "auto"  # where they can train the models, c on the CPU and triton on CUDA; else eager on the CPU, graphs on CUDA
     triton = "triton"  # the fused kernel, many steps a launch (lossbench/triton_train.py)
     graphs = "graphs"  # the steps replayed from CUDA graphs of GRAPH_STEPS steps
     eager = "eager"  # on the CPU, windows of steps in threads; on CUDA, one step at a time
+    c = "c"  # on the CPU, eager's windows with each step's later layers in one call of a C function (cpu_step.c)
 
 
 GRAPH_STEPS = 500  # steps per CUDA graph: long enough to hide launches, short enough to capture quickly

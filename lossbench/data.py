@@ -165,11 +165,16 @@ def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice,
     return slice(0, train_size), slice(limit, n)
 
 
+def cache_dir() -> Path:
+    """Where lossbench keeps what it can rebuild (decoded data sets, the compiled cpu_step.c): $LOSSBENCH_CACHE, else ~/.cache/lossbench."""
+    return Path(os.environ.get("LOSSBENCH_CACHE") or "~/.cache/lossbench").expanduser()
+
+
 @lru_cache(maxsize=4)
 def _decoded(name: str, root: Path, sources: tuple[tuple[str, str, int, int], ...]) -> dict[str, Tensor]:
     """The checked uint8 tensors of `sources` (role, path, size, mtime_ns), from the disk cache when it is current."""
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    cache_file = Path(os.environ.get("LOSSBENCH_CACHE") or "~/.cache/lossbench").expanduser() / f"{name}-{digest}.pt"
+    cache_file = cache_dir() / f"{name}-{digest}.pt"
     stamp = json.dumps(sources)
     try:
         cached = torch.load(cache_file, weights_only=True)

@@ -21,10 +21,11 @@ blocked, and the groups of models are cut into shards, one per torch thread:
 lossbench/ensemble_core.py, the training core this class builds on.
 Metrics are accumulated in device tensors during the epoch and read back once
 at its end: no host synchronisation per step. The steps run through an engine
-(TrainConfig.engine): `eager`, the windows above on the CPU, one step at a time on CUDA; `graphs`, on CUDA,
-replayed from CUDA graphs of `GRAPH_STEPS` steps; `triton`, on CUDA, many steps per
-launch of lossbench/triton_train.py's fused kernel; `auto`, triton where it can
-train the models, else graphs on CUDA and eager on the CPU.
+(TrainConfig.engine): `eager`, the windows above on the CPU, one step at a time on CUDA; `c`, on
+the CPU, the same windows with each step's later layers in one call of lossbench/cpu_step.c;
+`graphs`, on CUDA, replayed from CUDA graphs of `GRAPH_STEPS` steps; `triton`, on CUDA, many
+steps per launch of lossbench/triton_train.py's fused kernel; `auto`, c or triton where they
+can train the models, else eager on the CPU and graphs on CUDA.
 """
 
 import itertools
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from lossbench import cpu_step
 from lossbench.choices import GRAPH_STEPS, Engine, Init
 from lossbench.errors import UserError
 from lossbench.ensemble_core import Core, Shard
@@ -78,13 +80,19 @@ class TrainConfig:
 def choose_engine(cfg: TrainConfig, pairs: list[str]) -> str:
     """The engine that runs the steps of models of `pairs` under cfg: cfg.engine, auto resolved.
 
-    auto is triton on CUDA when Triton imports and its kernel can train these models, else
-    graphs on CUDA and eager on the CPU. An engine asked for by name that cannot run here is
+    auto is c on the CPU when cpu_step.c builds and can train these models (one hidden layer), else
+    eager; on CUDA triton when Triton imports and its kernel can train them, else graphs. An engine asked for by name that cannot run here is
     a UserError that says why.
     """
     if cfg.engine not in {engine.value for engine in Engine}:
         raise UserError(f"engine={cfg.engine!r} is not an engine; choose one of: {', '.join(e.value for e in Engine)}.")
     cuda = torch.device(cfg.device).type == "cuda"
+    if cfg.engine == "c" or (cfg.engine == "auto" and not cuda):
+        why_not = cpu_step.unsupported(cfg.sizes, cfg.batch_size, torch.device(cfg.device), cfg.dtype, pairs)
+        if why_not is None:
+            return "c"
+        if cfg.engine == "c":
+            raise UserError(f"engine=c cannot train here: {why_not}. Use engine=auto or eager.")
     if cfg.engine == "triton" or (cfg.engine == "auto" and cuda):
         try:
             from lossbench import triton_train  # the `triton` extra; imported only when it may run

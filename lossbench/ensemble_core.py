@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lossbench.pairs import Pair, get_pair, sigmoid_prime
+from lossbench import cpu_step
+from lossbench.pairs import PAIR_CODES, Pair, get_pair, sigmoid_prime
 
 if TYPE_CHECKING:
     from lossbench.ensemble import Ensemble
@@ -27,7 +28,7 @@ SATURATED = 0.01  # an output unit is saturated when sigma'(z) < 0.01, i.e. |z| 
 class Core:
     """The training core of an Ensemble, or of a shard of one (a range of its groups): layouts,
     windows of SGD steps, and the evaluation of its models on a data set. Holds the attributes the methods below read: cfg, n, L, G, S, M, device,
-    W, b, neg_lr, cost_sum, grad_sum, train_x, train_y1h and the group layout."""
+    engine, W, b, neg_lr, cost_sum, grad_sum, train_x, train_y1h and the group layout."""
 
     def _per_model(self, t: torch.Tensor) -> torch.Tensor:
         """[S, X, G * n] (group layout) -> [M, X, n]."""
@@ -44,6 +45,7 @@ class Core:
         (pair, seed) of each group. Groups that share a seed share their batch order: one row of
         images per seed (_window_inputs)."""
         group_pairs = [pair for pair, _ in keys]
+        self.pair_codes = torch.tensor([PAIR_CODES.get(p, -1) for p in group_pairs], dtype=torch.int32)  # engine=c
         self.pair_views = [(get_pair(p), (slice(group_pairs.index(p), len(group_pairs) - group_pairs[::-1].index(p)),))
                            for p in dict.fromkeys(group_pairs)]
         group_seeds = [seed for _, seed in keys]
@@ -89,16 +91,20 @@ class Core:
         else:
             scaled = e
         new = functools.partial(torch.empty, dtype=in0.dtype, device=self.device)
-        acts = [new(K, self.M, B, n) for n in self.cfg.sizes[1:-1]]  # per step, the inputs of W[1:]
-        deltas = [new(K, self.M, B, n) for n in self.cfg.sizes[2:]]  # and the deltas of their outputs
+        fused = self.engine == "c"  # layers 1.. and the gradient norms in one C call a step (cpu_step.c)
+        acts = [] if fused else [new(K, self.M, B, n) for n in self.cfg.sizes[1:-1]]  # per step, the inputs of W[1:]
+        deltas = [] if fused else [new(K, self.M, B, n) for n in self.cfg.sizes[2:]]  # and their outputs' deltas
         out = new(K, self.M, B, self.cfg.sizes[-1])  # the output z
         for k in range(K):
             rows = slice(k * B, (k + 1) * B)
             z = torch.baddbmm(in0[:, rows], corr[:, rows, :k * B], scaled[:, :k * B]) if k else in0[:, rows]
             if l2:
                 z = torch.addcmul(self.b[0], z, powers[k])
-            acts[0][k].view(S, self.G, B, H).copy_(z.sigmoid_().view(S, B, self.G, H).transpose(1, 2))
-            self._per_model_step(acts, deltas, out, k, y[k], step, decay, e[:, rows])
+            if fused:
+                cpu_step.step(self, z.sigmoid_(), e[:, rows], y[k], gram[:, rows, rows], out[k], step, decay)
+            else:
+                acts[0][k].view(S, self.G, B, H).copy_(z.sigmoid_().view(S, B, self.G, H).transpose(1, 2))
+                self._per_model_step(acts, deltas, out, k, y[k], step, decay, e[:, rows])
             if l2:
                 self.b[0].add_(e[:, rows].sum(1, keepdim=True))
                 torch.div(e[:, rows], powers[k + 1], out=scaled[:, rows])
@@ -110,7 +116,9 @@ class Core:
             update = e
         for x, groups in blocks:
             self.W[0][groups].baddbmm_(x.transpose(1, 2), update[groups])
-        self._add_window_metrics(gram, e, step, y, acts, deltas, out)
+        self._add_window_costs(y, out)
+        if not fused:
+            self._add_window_grad_norms(gram, e, step, acts, deltas)
 
     def _window_inputs(self, batches: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
         """The window's images as (x [groups, K B, n_in], groups) blocks covering the S groups (see
@@ -172,9 +180,17 @@ class Core:
         else:
             torch.cat(parts, out=out)
 
-    def _add_window_metrics(self, gram: torch.Tensor, e: torch.Tensor, step: torch.Tensor, y: torch.Tensor,
-                            acts: list, deltas: list, out: torch.Tensor):
-        """Add the window's per-step costs and gradient norms to cost_sum and grad_sum.
+    def _add_window_costs(self, y: torch.Tensor, out: torch.Tensor):
+        """Add the window's per-step costs to cost_sum, from its output z out [K, M, B, n_L] and targets y."""
+        K, S, G = out.shape[0], self.S, self.G
+        z = out.view(K, S, G, *out.shape[2:])
+        cost = self.cost_sum.view(S, G)
+        for pair, (view,) in self.pair_views:
+            cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
+
+    def _add_window_grad_norms(self, gram: torch.Tensor, e: torch.Tensor, step: torch.Tensor, acts: list,
+                               deltas: list):
+        """Add the window's per-step gradient norms to grad_sum.
 
         grad_W = A^T D / B and grad_b = sum_x delta_x / B per step; |A^T D|_F^2 = sum((A A^T) o (D D^T)):
         [B, B] Grams instead of a pass over W's size. For layer 0, whose deltas come as
@@ -182,12 +198,8 @@ class Core:
         G models. (Measured on 784-100-10, 160 models, one thread: 8.7 ms a window of 16 steps, against
         15.5 with A^T D for layer 1 and sum((A A^T) e o e) for layer 0.)
         """
-        K, M, B = out.shape[:3]
+        K, M, B = deltas[-1].shape[:3]
         S, G = self.S, self.G
-        z = out.view(K, S, G, B, -1)
-        cost = self.cost_sum.view(S, G)
-        for pair, (view,) in self.pair_views:
-            cost[view] += pair.cost_fn(z[:, view], y[:, view]).mean(-1).sum(0)
         gram_x = gram.view(S, K, B, K, B).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [S, K, B, B]
         e = e.view(S, K, B, G, -1)
         e_models = e.permute(0, 3, 1, 2, 4).contiguous()  # [S, G, K, B, n_1]
@@ -248,6 +260,7 @@ class Shard(Core):
     def __init__(self, ensemble: "Ensemble", groups: slice):
         models = slice(groups.start * ensemble.G, groups.stop * ensemble.G)
         self.cfg, self.n, self.L, self.G, self.device = ensemble.cfg, ensemble.n, ensemble.L, ensemble.G, ensemble.device
+        self.engine = ensemble.engine
         self.groups, self.S, self.M = groups, groups.stop - groups.start, models.stop - models.start
         self.W = [ensemble.W[0][groups]] + [w[models] for w in ensemble.W[1:]]
         self.b = [ensemble.b[0][groups]] + [b[models] for b in ensemble.b[1:]]

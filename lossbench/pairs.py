@@ -190,6 +190,9 @@ PAIRS: dict[str, Pair] = {p.name: p for p in [
     _pair("linear_mse", "z - y", "ch. 3 eq. 68", lambda z: z, linear_mse_cost, linear_mse_delta),
 ]}
 
+# Each pair's number in the fused kernels: the branches of triton_train.py, the enum of cpu_step.c.
+PAIR_CODES = {"sigmoid_mse": 0, "sigmoid_ce": 1, "softmax_nll": 2, "linear_mse": 3}
+
 
 def get_pair(name: str) -> Pair:
     """The registered pair called `name`; a UserError listing the valid names otherwise."""

@@ -32,6 +32,7 @@ from lossbench.choices import GRAPH_STEPS, Peer
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine, init_params
 from lossbench.errors import UserError
+from lossbench.pairs import PAIRS
 
 EPOCH_EXAMPLES = 50_000  # the book's training set: a model-epoch is 50,000 examples
 BATCH = 10
@@ -178,10 +179,20 @@ def time_ensembles(groups: list[list[RunSpec]], sizes: tuple[int, ...], data: Sp
     return Timing(steps, train_s, eval_s)
 
 
+def sweep_engine(sizes: tuple[int, ...]) -> str:
+    """The engine a sweep of these sizes trains with on the CPU (engine=auto): the one issue 13's targets are for."""
+    return choose_engine(TrainConfig(sizes=sizes), list(PAIRS))
+
+
 def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
-    """The Ensemble engines timed on `device`: eager; on cuda also graphs, and triton where it can run."""
+    """The Ensemble engines timed on `device`: eager; on the CPU also c, on cuda graphs and triton, where they can run."""
     if device.type != "cuda":
-        return ["eager"]
+        try:
+            choose_engine(TrainConfig(sizes=sizes, device=device, engine="c"), [PAIR])
+        except UserError as err:
+            print(f"note: no lossbench_c rows for {shape_name(sizes)}: {err}", file=sys.stderr)
+            return ["eager"]
+        return ["eager", "c"]
     try:
         choose_engine(TrainConfig(sizes=sizes, device=device, engine="triton"), [PAIR])
     except UserError as err:

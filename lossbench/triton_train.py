@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-# The kernel's code for each pair; _output_delta's branches follow these numbers.
-PAIR_CODES = {"sigmoid_mse": 0, "sigmoid_ce": 1, "softmax_nll": 2, "linear_mse": 3}
+from lossbench.pairs import PAIR_CODES  # _output_delta's branches follow these numbers
+
 # Largest hidden width, output width and batch size: tiles are powers of two >= 16 (tl.dot's
 # minimum) up to this, and a 128 x 128 hidden-to-hidden tile already fills 128 registers a thread.
 MAX_BLOCK = 128

@@ -26,13 +26,12 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
     assert frame[POSITIVE].notna().all().all()
     assert (frame[POSITIVE] > 0).all().all(), frame[POSITIVE]
     rows = list(zip(frame.method, frame.models, frame.layout))
-    assert rows == [("plain_pytorch", 1, "1 seed"), ("numpy_book", 1, "1 seed"), ("lossbench_eager", 1, "1 seed"),
-                    ("lossbench_eager", 16, "16 seeds"), ("lossbench_eager", 16, "2 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "160 seeds"), ("lossbench_eager", 160, "20 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"),
-                    ("lossbench_eager", 160, "4 ensembles of 1 pair x 5 seeds x 8 lrs"),
-                    ("torch_func", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs")]
-    assert frame.dtype.tolist() == ["float32", "float64"] + ["float32"] * 8 and set(frame.data) == {"synthetic"}
+    layouts = [(1, "1 seed"), (16, "16 seeds"), (16, "2 seeds x 8 lrs"), (160, "160 seeds"), (160, "20 seeds x 8 lrs"),
+               (160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"), (160, "4 ensembles of 1 pair x 5 seeds x 8 lrs")]
+    assert rows == [("plain_pytorch", 1, "1 seed"), ("numpy_book", 1, "1 seed")] + [
+        (f"lossbench_{engine}", models, layout) for models, layout in layouts for engine in ("eager", "c")] + [
+        ("torch_func", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs")]
+    assert frame.dtype.tolist() == ["float32", "float64"] + ["float32"] * 15 and set(frame.data) == {"synthetic"}
     assert frame.flush_denormal.between(0, 1).all() and (frame.trained_steps == 0).all()
     # the derived columns follow from the measured ones
     rate = frame.models * frame.steps / 5000 / frame.seconds
@@ -53,7 +52,7 @@ def test_targets_are_shown_for_the_160_model_rows(small_data, tmp_path, capsys):
                     "784-30-10", "--models", "160", "--denormal-steps", "0", "--devices", "cpu", "--peers",
                     "--out", str(tmp_path)])
     frame = pd.read_csv(tmp_path / "bench.csv")
-    assert frame.loc[frame.method.str.startswith("lossbench"), "target"].tolist() == [20.0] * 4
+    assert frame.loc[frame.method.str.startswith("lossbench"), "target"].tolist() == [20.0] * 8  # eager and c
     assert frame.loc[~frame.method.str.startswith("lossbench"), "target"].isna().all()
     printed = capsys.readouterr().out
     rates = frame.loc[frame.method.str.startswith("lossbench"), "model_epochs_per_s"]
@@ -62,20 +61,23 @@ def test_targets_are_shown_for_the_160_model_rows(small_data, tmp_path, capsys):
 
 
 def test_issue_13_targets_are_checked_on_the_sweep_layout_against_the_faster_peer():
-    rows = [dict(method="lossbench_eager", layout="sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs", shape="784-30-10",
+    """On the rows of the sweep's own engine (engine=auto: c on the CPU), not on eager's."""
+    rows = [dict(method="lossbench_c", layout="sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs", shape="784-30-10",
                  model_epochs_per_s=33.0, peak_share=0.41, train_eval_model_epochs_per_s=28.0, peak_gflops=380.0),
-            dict(method="lossbench_eager", layout="160 seeds", shape="784-30-10", model_epochs_per_s=99.0),
+            dict(method="lossbench_eager", layout="sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs", shape="784-30-10",
+                 model_epochs_per_s=20.0, peak_share=0.3, train_eval_model_epochs_per_s=18.0, peak_gflops=380.0),
+            dict(method="lossbench_c", layout="160 seeds", shape="784-30-10", model_epochs_per_s=99.0),
             dict(method="torch_func", layout="sweep: ...", shape="784-30-10", model_epochs_per_s=3.0),
             dict(method="jax", layout="sweep: ...", shape="784-30-10", model_epochs_per_s=17.0),
-            dict(method="lossbench_eager", layout="sweep: ...", shape="784-100-10", model_epochs_per_s=10.0,
+            dict(method="lossbench_c", layout="sweep: ...", shape="784-100-10", model_epochs_per_s=10.0,
                  peak_share=0.44, train_eval_model_epochs_per_s=9.0, peak_gflops=380.0)]
     frame = pd.DataFrame(rows).assign(trained_steps=0, device="cpu")
     # 28 model-ep/s x 4.794 GFLOP / 380 GFLOP/s = 35.3% with evaluation; 33 / 17 = 1.94x jax, the faster peer
     assert bench.peak_targets(frame).splitlines() == [
-        "issue 13, 784-30-10, the sweep's layout: training at 41.0% of peak (target 40%): met",
-        "issue 13, 784-30-10, the sweep's layout: with evaluation 35.3% (target 35%): met",
-        "issue 13, 784-30-10, the sweep's layout: 1.94x the faster peer (jax) (target 2x): NOT met",
-        "issue 13, 784-100-10, the sweep's layout: training at 44.0% of peak (target 45%): NOT met"]
+        "issue 13, 784-30-10, the sweep's layout (lossbench_c): training at 41.0% of peak (target 40%): met",
+        "issue 13, 784-30-10, the sweep's layout (lossbench_c): with evaluation 35.3% (target 35%): met",
+        "issue 13, 784-30-10, the sweep's layout (lossbench_c): 1.94x the faster peer (jax) (target 2x): NOT met",
+        "issue 13, 784-100-10, the sweep's layout (lossbench_c): training at 44.0% of peak (target 45%): NOT met"]
 
 
 def checked(argv: list[str]):

@@ -116,7 +116,7 @@ def test_real_experiments_dir_holds_the_four_book_studies():
     ("model.init=huge", "expected one of [large, default]"),
     ("dtype=float16", "expected one of [float32, float64]"),
     ("device=tpu", "expected one of [auto, cpu, cuda]"),
-    ("engine=fast", "expected one of [auto, triton, graphs, eager]"),
+    ("engine=fast", "expected one of [auto, triton, graphs, eager, c]"),
     ("optim.epochs=abc", "could not be converted to Integer"),
     ("sweep.lrs=[fast]", "could not be converted to Float"),
     ("optim.epoch=3", "Key 'epoch' not in 'OptimConfig'"),

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench import cpu_step
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
 from lossbench.errors import UserError
 from lossbench.pairs import PAIRS
@@ -136,7 +137,8 @@ def test_engine_triton_says_what_it_cannot_train_and_auto_falls_back(sizes, batc
     cfg = TrainConfig(sizes=sizes, batch_size=batch_size, device=DEVICE, engine="triton")
     with pytest.raises(UserError, match=f"engine=triton cannot train here: .*{why}"):
         choose_engine(cfg, pairs)
-    assert choose_engine(dataclasses.replace(cfg, engine="auto"), pairs) == ("graphs" if DEVICE == "cuda" else "eager")
+    on_cpu = "eager" if cpu_step.unsupported(sizes, batch_size, torch.device("cpu"), cfg.dtype, pairs) else "c"
+    assert choose_engine(dataclasses.replace(cfg, engine="auto"), pairs) == ("graphs" if DEVICE == "cuda" else on_cpu)
 
 
 def test_an_older_triton_is_refused(monkeypatch):
@@ -146,7 +148,7 @@ def test_an_older_triton_is_refused(monkeypatch):
 
 def test_engine_choice():
     cfg = TrainConfig(sizes=(784, 30, 10), device=DEVICE)
-    assert choose_engine(cfg, list(PAIRS)) == ("triton" if DEVICE == "cuda" else "eager")  # never interpreted
+    assert choose_engine(cfg, list(PAIRS)) == ("triton" if DEVICE == "cuda" else "c")  # never interpreted
     assert choose_engine(dataclasses.replace(cfg, engine="eager"), list(PAIRS)) == "eager"
     with pytest.raises(UserError, match="engine='fast' is not an engine; choose one of: auto, triton, graphs, eager"):
         choose_engine(dataclasses.replace(cfg, engine="fast"), list(PAIRS))
