@@ -58,7 +58,8 @@ def library() -> ctypes.CDLL | str:
     built = cache_dir() / f"cpu_step-{key[:16]}.so"
     if not built.exists():
         built.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=built.parent) as tmp:  # renamed into place whole: concurrent builds are safe
+        # built beside its place and renamed into it whole: concurrent builds (Slurm jobs) are safe
+        with tempfile.TemporaryDirectory(dir=built.parent) as tmp:
             partial = Path(tmp) / built.name
             for variant in VARIANTS:
                 run = subprocess.run([cc, *FLAGS, "-o", str(partial), str(SOURCE), *variant], capture_output=True,
@@ -106,14 +107,14 @@ def step(core, a: torch.Tensor, e0: torch.Tensor, y: torch.Tensor, gram: torch.T
     W[1], b[1] and grad_sum[0..3] in place, writes e0 and out (see cpu_step.c).
     """
     S, B, _ = a.shape
-    H, O = core.W[1].shape[1:]
+    H, n_out = core.W[1].shape[1:]
     for t in (a, e0):
         assert t.stride(2) == 1 and t.stride(1) == core.G * H, "group layout with contiguous rows"
-    assert y.stride(3) == 1 and y.stride(2) == O and gram.stride(2) == 1
+    assert y.stride(3) == 1 and y.stride(2) == n_out and gram.stride(2) == 1
     for t in (core.W[1], core.b[1], out, step_size, decay):
         assert t.is_contiguous()
     fn = getattr(library(), FUNCTIONS[a.dtype])
-    fn(S, core.G, B, H, O, core.pair_codes.data_ptr(), int(bool(core.cfg.l2)),
+    fn(S, core.G, B, H, n_out, core.pair_codes.data_ptr(), int(bool(core.cfg.l2)),
        a.data_ptr(), a.stride(0), e0.data_ptr(), e0.stride(0), y.data_ptr(), y.stride(0),
        gram.data_ptr(), gram.stride(0), gram.stride(1), core.W[1].data_ptr(), core.b[1].data_ptr(),
        step_size.data_ptr(), decay.data_ptr(), out.data_ptr(), core.grad_sum.data_ptr(), core.grad_sum.stride(0))

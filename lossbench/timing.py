@@ -185,7 +185,7 @@ def sweep_engine(sizes: tuple[int, ...]) -> str:
 
 
 def engines(device: torch.device, sizes: tuple[int, ...]) -> list[str]:
-    """The Ensemble engines timed on `device`: eager; on the CPU also c, on cuda graphs and triton, where they can run."""
+    """The Ensemble engines timed on `device`: eager; also c on the CPU, graphs and triton on cuda, where they can run."""
     if device.type != "cuda":
         try:
             choose_engine(TrainConfig(sizes=sizes, device=device, engine="c"), [PAIR])

@@ -27,7 +27,8 @@ def test_tiny_run_writes_the_csv_schema_with_positive_numbers(small_data, tmp_pa
     assert (frame[POSITIVE] > 0).all().all(), frame[POSITIVE]
     rows = list(zip(frame.method, frame.models, frame.layout))
     layouts = [(1, "1 seed"), (16, "16 seeds"), (16, "2 seeds x 8 lrs"), (160, "160 seeds"), (160, "20 seeds x 8 lrs"),
-               (160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"), (160, "4 ensembles of 1 pair x 5 seeds x 8 lrs")]
+               (160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs"),
+               (160, "4 ensembles of 1 pair x 5 seeds x 8 lrs")]
     assert rows == [("plain_pytorch", 1, "1 seed"), ("numpy_book", 1, "1 seed")] + [
         (f"lossbench_{engine}", models, layout) for models, layout in layouts for engine in ("eager", "c")] + [
         ("torch_func", 160, "sweep: 1 ensemble of 4 pairs x 5 seeds x 8 lrs")]
