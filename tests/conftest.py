@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import types
 import zlib
@@ -28,6 +29,12 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 def pytest_configure(config):
     os.environ.setdefault("LOSSBENCH_DATA", str(SHARED_MNIST))
+    # A shell starts a background job (`cmd &` without job control, nohup) with SIGINT ignored, and
+    # an ignored signal stays ignored in every child: the sweeps that the Ctrl-C tests start would
+    # never see it (seen: exit 0 instead of 130, a launcher still waiting 60 s later). A handler,
+    # unlike SIG_IGN, is reset by exec, so the children get Python's usual KeyboardInterrupt.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

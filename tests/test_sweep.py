@@ -136,15 +136,6 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
     assert run_cli("sweep", *grid, f"hydra.run.dir={whole}")[0] == 0
     args = [*grid, f"hydra.run.dir={cut}"]
 
-    # Ctrl-C once it has written its first checkpoint: a clean stop with the resume override. First,
-    # while most of the sweep is left: done after the kills, it once met a sweep that the kills had
-    # brought to its last write, which then finished before the signal came (exit 0, not 130).
-    proc = start_until_written(args, cut)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate()
-    assert proc.returncode == 130 and "interrupted" in err and f"hydra.run.dir={cut}" in err
-    assert "Traceback" not in err
-
     # SIGKILL (no cleanup at all) at seeded random moments: 1 to 3 writes (checkpoints, rows) into
     # each run, then a random part of an epoch (about 25 ms here)
     rng, errs = random.Random(9), []
@@ -158,6 +149,13 @@ def test_kill9_at_random_moments_and_ctrl_c_then_resume_give_the_uninterrupted_n
         print(f"kill {kill + 1}: {runs_listed(cut)} runs finished, files {[w[0] for w in written(cut)]}")
     assert runs_listed(cut) < 8  # the kills fell before the end
     assert any("from its checkpoint after epoch" in err for err in errs)  # some run resumed an ensemble
+
+    # Ctrl-C once it writes again: a clean stop with the resume override
+    proc = start_until_written(args, cut)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "interrupted" in err and f"hydra.run.dir={cut}" in err
+    assert "Traceback" not in err
 
     finished = run_subprocess(args)
     assert finished.returncode == 0, finished.stderr
