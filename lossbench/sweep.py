@@ -35,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lossbench import atomic, config, grid, provenance, statistics, tables
+from lossbench import atomic, config, cpu_step, grid, provenance, statistics, tables
 from lossbench.data import N_CLASSES, Split, load_split
 from lossbench.devices import resolve_device
 from lossbench.ensemble import Ensemble, RunSpec, TrainConfig, choose_engine
@@ -112,6 +112,11 @@ class Sweep:
                                      batch_size=cfg.optim.batch_size, l2=cfg.optim.l2,
                                      dtype=getattr(torch, cfg.dtype.value), device=device, engine=cfg.engine.value)
         self.engine = choose_engine(self.train_cfg, list(cfg.sweep.pairs))
+        self.engine_note = self.engine  # and, where auto fell back to eager on the CPU, why (a slower sweep)
+        if self.engine == "eager" and cfg.engine.value == "auto" and torch.device(device).type == "cpu":
+            why = cpu_step.unsupported(self.train_cfg.sizes, cfg.optim.batch_size, torch.device(device),
+                                       self.train_cfg.dtype, list(cfg.sweep.pairs))
+            self.engine_note = f"eager: engine c cannot train here, {why}"
         self.grid = grid.ensembles(cfg, grid.job_seeds(cfg))
         self.epoch_columns = columns.metric_columns(len(cfg.model.sizes) - 1)
 
@@ -133,7 +138,7 @@ class Sweep:
             atomic.require_replaceable(path)
         epochs = self.cfg.optim.epochs
         print(f"{n_runs} runs ({n_runs - n_todo} already finished) on {self.device} -> {self.out} "
-              f"(engine {self.engine})\n"
+              f"(engine {self.engine_note})\n"
               f"after an interruption, the same command plus {self.resume} resumes it", flush=True)
         with Progress(n_runs * epochs, (n_runs - n_todo) * epochs) as progress:
             for block, specs in todo.items():

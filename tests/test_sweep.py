@@ -268,6 +268,14 @@ def test_run_info_names_the_code_of_each_session(tmp_path, run_cli, monkeypatch)
     assert json.loads((out / "run_info.json").read_text())["code_version"] == "abc1234, def5678+dirty"
 
 
+def test_the_first_line_names_the_engine_and_why_auto_fell_back_to_eager(tmp_path, run_cli):
+    code, out, _ = run_cli("sweep", *TINY, f"hydra.run.dir={tmp_path / 'one'}")
+    assert code == 0 and "(engine c)" in out.splitlines()[0]
+    code, out, _ = run_cli("sweep", *TINY, "model.sizes=[784,6,6,10]", f"hydra.run.dir={tmp_path / 'deep'}")
+    assert code == 0 and out.splitlines()[0].endswith(
+        "(engine eager: engine c cannot train here, it trains nets with one hidden layer, not sizes [784, 6, 6, 10])")
+
+
 def test_a_second_sweep_into_a_busy_directory_is_refused(tmp_path, run_cli):
     out = tmp_path / "sweep"
     out.mkdir()
