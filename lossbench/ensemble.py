@@ -320,6 +320,26 @@ class Ensemble(Core):
         finally:
             torch.set_num_threads(threads)
 
+    def _evaluate_shards(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """_evaluate_set for each shard in a thread of its own with one torch thread, joined (internal order).
+
+        Why not all models on torch's thread pool: there the numbers were not the same in every
+        process. Measured: one float64 evaluation of 4 models in 24 fresh processes, two torch
+        threads: 22 gave one val_cost, 2 another (the first result to differ: the exp in the
+        log-softmax, by an ulp); one torch thread: 24 of 24 the same. It made a resumed sweep's
+        epoch-0 val_cost differ from the uninterrupted one's by 1e-11 (tests/test_sweep.py's kill
+        test, about 1 run in 10). One torch thread per shard, as in training. On CUDA: as it was.
+        """
+        if self.device.type != "cpu":
+            return self._evaluate_set(x, labels)
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(len(self.shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                parts = [done.result() for done in [pool.submit(shard._evaluate_set, x, labels) for shard in self.shards]]
+        finally:
+            torch.set_num_threads(threads)
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
     def _run_triton(self, batches: torch.Tensor):
         """All the steps in one launch of the fused kernel, which wants the first layer per model."""
         from lossbench import triton_train
@@ -387,7 +407,7 @@ class Ensemble(Core):
     def _with_eval(self, metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         d = self.data
         for split, x, y in (("val", d.val_x, d.val_y), ("test", d.test_x, d.test_y)):
-            acc, cost, saturated = self._evaluate_set(x, y)
+            acc, cost, saturated = self._evaluate_shards(x, y)
             metrics[f"{split}_acc"], metrics[f"{split}_cost"] = acc, cost
         metrics["test_saturated"] = np.where(self._sigmoid_output, saturated, np.nan)
         gone = self._diverged > 0

@@ -146,6 +146,32 @@ def test_divergence_freezes_one_model_and_leaves_the_others_bit_identical(learna
         assert torch.equal(w[:2], w_sane[:2])
 
 
+def test_evaluation_runs_each_shard_on_one_torch_thread(learnable_split, monkeypatch):
+    """On torch's thread pool the same evaluation gave other last bits in some processes (see
+    Ensemble._evaluate_shards); each shard is evaluated in its own thread with one torch thread."""
+    specs = [RunSpec(pair, 0.5, seed) for seed in (1, 2) for pair in PAIRS]
+    ens = Ensemble(specs, TrainConfig(sizes=(784, 6, 10), dtype=F64), learnable_split(50))
+    seen, evaluate = [], ensemble.Shard._evaluate_set
+
+    def recorded(shard, x, labels):
+        seen.append((shard.groups, torch.get_num_threads()))
+        return evaluate(shard, x, labels)
+
+    monkeypatch.setattr(ensemble.Shard, "_evaluate_set", recorded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        metrics = ens.evaluate()
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted((g.start, g.stop, n) for g, n in seen) == [(0, 4, 1)] * 2 + [(4, 8, 1)] * 2  # val and test
+    monkeypatch.undo()
+    acc, cost, _ = ens._evaluate_set(ens.data.val_x, ens.data.val_y)  # all models at once: the same numbers
+    np.testing.assert_allclose(metrics["val_cost"], ens._to_spec_order(cost), rtol=1e-12)
+    np.testing.assert_array_equal(metrics["val_acc"], ens._to_spec_order(acc))
+
+
 def test_epoch_zero_row_has_eval_metrics_only(learnable_split):
     data = learnable_split(50)
     metrics = Ensemble([RunSpec("sigmoid_ce", 0.5, 0)], TrainConfig(sizes=(784, 5, 10)), data).evaluate()
