@@ -301,44 +301,43 @@ class Ensemble(Core):
             self._run_windows(batches)
 
     def _run_windows(self, batches: torch.Tensor):
-        """Steps for batches [steps, S, B]: each shard runs its own windows in its own thread, with one torch
-        thread each.
-
-        A step is some 60 small ops; run by one thread pool, each op ends in a barrier of all its
-        threads, and on a shared machine one descheduled thread stalls every op (measured under
-        load on 2 cpus: 8.6 ms a step against 2.4 ms as two shards in two threads). Shards share no
-        data, so their threads meet once per call, at the end.
-        """
-        shards, threads = self.shards, torch.get_num_threads()
-        if len(shards) == 1:
-            shards[0]._train(batches, self.window)
+        """Steps for batches [steps, S, B]: each shard runs its own windows (_on_shards)."""
+        if self.device.type != "cpu":  # one shard; in this thread, where a CUDA graph may be capturing
+            self.shards[0]._train(batches, self.window)
             return
-        try:  # torch.set_num_threads sets the calling thread's OpenMP pool size, and MKL's for the process
-            with ThreadPoolExecutor(len(shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                for done in [pool.submit(shard._train, batches[:, shard.groups], self.window) for shard in shards]:
-                    done.result()
-        finally:
-            torch.set_num_threads(threads)
+        self._on_shards(lambda shard: shard._train(batches[:, shard.groups], self.window))
 
     def _evaluate_shards(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, ...]:
-        """_evaluate_set for each shard in a thread of its own with one torch thread, joined (internal order).
-
-        Why not all models on torch's thread pool: there the numbers were not the same in every
-        process. Measured: one float64 evaluation of 4 models in 24 fresh processes, two torch
-        threads: 22 gave one val_cost, 2 another (the first result to differ: the exp in the
-        log-softmax, by an ulp); one torch thread: 24 of 24 the same. It made a resumed sweep's
-        epoch-0 val_cost differ from the uninterrupted one's by 1e-11 (tests/test_sweep.py's kill
-        test, about 1 run in 10). One torch thread per shard, as in training. On CUDA: as it was.
-        """
+        """_evaluate_set for each shard (_on_shards), joined in internal order; on CUDA all models at once."""
         if self.device.type != "cpu":
             return self._evaluate_set(x, labels)
+        return tuple(np.concatenate(column) for column in zip(*self._on_shards(lambda s: s._evaluate_set(x, labels))))
+
+    def _on_shards(self, work: Callable[[Shard], object]) -> list:
+        """[work(shard) for each shard], on the CPU, each shard in a thread of its own with one torch thread.
+
+        Speed: a step is some 60 small ops; run by one thread pool, each op ends in a barrier of all
+        its threads, and on a shared machine one descheduled thread stalls every op (measured under
+        load on 2 cpus: 8.6 ms a step against 2.4 ms as two shards in two threads). Shards share no
+        data, so their threads meet once per call, at the end.
+        Reproducibility: on torch's thread pool the numbers were not the same in every process.
+        Measured, float64, fresh processes: one evaluation of 4 models, two torch threads, 22 of 24
+        gave one val_cost and 2 another (an exp's last bit); one epoch of a single-shard ensemble
+        (4 models), 13 of 16 one set of weights, 3 another; with one torch thread, 24 of 24 and 16
+        of 16 the same. (MKL_DYNAMIC=FALSE made the training agree too, 12 of 12: MKL's own choice of
+        how many threads to use is the likely cause.)
+        So a single shard, too, runs on one torch thread, in the calling thread (where a dispatch
+        mode, as lossbench.denormals uses, sees its ops): 7-22% slower for such small ensembles.
+        """
         threads = torch.get_num_threads()
-        try:
+        try:  # torch.set_num_threads sets the calling thread's OpenMP pool size, and MKL's for the process
+            if len(self.shards) == 1:
+                torch.set_num_threads(1)
+                return [work(self.shards[0])]
             with ThreadPoolExecutor(len(self.shards), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                parts = [done.result() for done in [pool.submit(shard._evaluate_set, x, labels) for shard in self.shards]]
+                return [done.result() for done in [pool.submit(work, shard) for shard in self.shards]]
         finally:
             torch.set_num_threads(threads)
-        return tuple(np.concatenate(column) for column in zip(*parts))
 
     def _run_triton(self, batches: torch.Tensor):
         """All the steps in one launch of the fused kernel, which wants the first layer per model."""

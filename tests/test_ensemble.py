@@ -3,6 +3,8 @@
     python -m pytest tests/test_ensemble.py
 """
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -170,6 +172,28 @@ def test_evaluation_runs_each_shard_on_one_torch_thread(learnable_split, monkeyp
     acc, cost, _ = ens._evaluate_set(ens.data.val_x, ens.data.val_y)  # all models at once: the same numbers
     np.testing.assert_allclose(metrics["val_cost"], ens._to_spec_order(cost), rtol=1e-12)
     np.testing.assert_array_equal(metrics["val_acc"], ens._to_spec_order(acc))
+
+
+def test_a_single_shard_trains_on_one_torch_thread_in_the_calling_thread(learnable_split, monkeypatch):
+    """Two torch threads gave other weights in some processes (Ensemble._on_shards): one, even for one shard."""
+    ens = Ensemble([RunSpec("sigmoid_ce", lr, 0) for lr in (0.1, 0.5)], TrainConfig(sizes=(784, 6, 10)),
+                   learnable_split(40))
+    seen, train = [], ensemble.Shard._train
+    caller = threading.get_ident()
+
+    def recorded(shard, batches, window):
+        seen.append((threading.get_ident() == caller, torch.get_num_threads()))
+        return train(shard, batches, window)
+
+    monkeypatch.setattr(ensemble.Shard, "_train", recorded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ens.train_epoch()
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert len(ens.shards) == 1 and seen and set(seen) == {(True, 1)}
 
 
 def test_epoch_zero_row_has_eval_metrics_only(learnable_split):
