@@ -11,11 +11,12 @@ DEVICE ?= auto
 SWEEP_STUDIES = nielsen_ch1_h30 nielsen_ch3_h30 nielsen_ch1_h100 nielsen_ch3_h100
 OTHER_STUDIES = toy_neuron nielsen_ch5_gradients
 # The verdict (issue 12): 4 pairs x 13 lrs x 10 seeds per setting (experiments/verdict_*.yaml), into
-# $(RESULTS)/verdict/<setting>/. About 27 min per setting on the 2-core CPU; reruns resume.
+# $(RESULTS)/verdict/<setting>/. About 7.5 min per setting on the quiet 2-core CPU (mnist_large: 444 s,
+# engine c, 2026-12-03; 27 min with the eager core on a shared machine); reruns resume.
 # `python -m lossbench verdict $(RESULTS)/verdict` then writes its README.md and claims.csv from the CSVs.
 VERDICT_SETTINGS = mnist_large mnist_default fashion_large fashion_default
-# More for the verdict, each after `make verdict` (CPU times: side-by-side timings relative to a 784-30-10
-# setting, scaled to its 27 min; docs/verdict.md):
+# More for the verdict, each after `make verdict` (CPU times with the eager core: side-by-side timings
+# relative to a 784-30-10 setting, scaled to its 27 min then; docs/verdict.md):
 #   verdict_mnist_deep   [784,30,30,30,10], the same grid: Glorot & Bengio's plateaus; 1.4x a setting (~40 min)
 #   verdict_saturation   hidden_saturation study at the deep sweep's best lrs, 40 models x 30 epochs (~6 min)
 #   verdict_h100         784-100-10, each pair at its best lr of the 784-30-10 setting and one grid step either
