@@ -5,9 +5,9 @@
 The C source ships in the package and is compiled at first use with the machine's C compiler
 ($CC, else cc; -O3 -march=native) into the cache folder ($LOSSBENCH_CACHE, else
 ~/.cache/lossbench), under a name that hashes the source, the flags and the CPU, so a changed
-file or another machine builds its own (0.5 s here). Where it cannot build or run, `unsupported`
+file or another machine builds its own (1.1 s here). Where it cannot build or run, `unsupported`
 says why and engine=auto trains with the eager engine instead. The call goes through ctypes,
-which releases the GIL, so the shards' threads (Ensemble._run_windows) run it side by side.
+which releases the GIL, so the shards' threads (Ensemble._on_shards) run it side by side.
 """
 
 import ctypes
@@ -29,7 +29,7 @@ SOURCE = Path(__file__).with_name("cpu_step.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
 # Vector exp from glibc's libmvec first; where that does not link (another C library), scalar exp.
 VARIANTS = [["-lmvec", "-lm"], ["-DNO_MVEC", "-lm"]]
-LIMITS = {"batch size": 32, "hidden width": 256, "output width": 16}  # cpu_step.c's MAX_B, MAX_H, OP
+LIMITS = {"batch size": 32, "hidden width": 256, "output width": 16}  # cpu_step.c's MAX_B, MAX_H, a VEC's lanes
 FUNCTIONS = {torch.float32: "cpu_step_f32", torch.float64: "cpu_step_f64"}
 _P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 ARGTYPES = [_I, _I, _I, _I, _I, _P, _I, _P, _L, _P, _L, _P, _L, _P, _L, _L, _P, _P, _P, _P, _P, _P, _L]

@@ -166,7 +166,8 @@ def _split_ranges(n: int, train_size: int | None, val_size: int) -> tuple[slice,
 
 
 def cache_dir() -> Path:
-    """Where lossbench keeps what it can rebuild (decoded data sets, the compiled cpu_step.c): $LOSSBENCH_CACHE, else ~/.cache/lossbench."""
+    """Where lossbench keeps what it can rebuild (decoded data sets, the compiled cpu_step.c):
+    $LOSSBENCH_CACHE, else ~/.cache/lossbench."""
     return Path(os.environ.get("LOSSBENCH_CACHE") or "~/.cache/lossbench").expanduser()
 
 

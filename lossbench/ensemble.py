@@ -81,8 +81,8 @@ def choose_engine(cfg: TrainConfig, pairs: list[str]) -> str:
     """The engine that runs the steps of models of `pairs` under cfg: cfg.engine, auto resolved.
 
     auto is c on the CPU when cpu_step.c builds and can train these models (one hidden layer), else
-    eager; on CUDA triton when Triton imports and its kernel can train them, else graphs. An engine asked for by name that cannot run here is
-    a UserError that says why.
+    eager; on CUDA triton when Triton imports and its kernel can train them, else graphs. An engine
+    asked for by name that cannot run here is a UserError that says why.
     """
     if cfg.engine not in {engine.value for engine in Engine}:
         raise UserError(f"engine={cfg.engine!r} is not an engine; choose one of: {', '.join(e.value for e in Engine)}.")
@@ -311,7 +311,8 @@ class Ensemble(Core):
         """_evaluate_set for each shard (_on_shards), joined in internal order; on CUDA all models at once."""
         if self.device.type != "cpu":
             return self._evaluate_set(x, labels)
-        return tuple(np.concatenate(column) for column in zip(*self._on_shards(lambda s: s._evaluate_set(x, labels))))
+        parts = self._on_shards(lambda shard: shard._evaluate_set(x, labels))
+        return tuple(np.concatenate(column) for column in zip(*parts))
 
     def _on_shards(self, work: Callable[[Shard], object]) -> list:
         """[work(shard) for each shard], on the CPU, each shard in a thread of its own with one torch thread.

@@ -7,7 +7,7 @@ seed: they share their initialization, batch order and first layer); Core holds 
 needs and runs the steps. On the CPU the steps run in windows of WINDOW steps whose first-layer
 work is blocked: the same SGD, rounding aside (Core._window); and the groups of models are cut
 into shards (Shard), one per torch thread, each trained in a thread of its own
-(Ensemble._run_windows). docs/cpu_core.md has the measurements behind both.
+(Ensemble._on_shards). docs/cpu_core.md has the measurements behind both.
 """
 
 import functools
